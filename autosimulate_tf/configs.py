@@ -1,0 +1,63 @@
+"""Locating and parsing the shipped gin configs."""
+
+import os
+
+import gin
+
+# Importing these registers every configurable that shipped gin files name.
+from autosimulate_tf import data, hypergrad, models, simulators, train  # noqa: F401
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def gin_dir() -> str:
+    """Folder holding the shipped gin files.
+
+    Installed wheels carry them as package data in `autosimulate_tf/gin/`; a source
+    checkout (or editable install) keeps them in the top-level `gin/` folder.
+    """
+    for candidate in (os.path.join(_PACKAGE_DIR, "gin"), os.path.join(os.path.dirname(_PACKAGE_DIR), "gin")):
+        if os.path.isdir(candidate) and any(name.endswith(".gin") for name in os.listdir(candidate)):
+            return candidate
+    raise FileNotFoundError(f"No shipped gin folder found next to {_PACKAGE_DIR}.")
+
+
+def shipped_gin_files() -> list[str]:
+    """Absolute paths of every shipped gin file, sorted."""
+    folder = gin_dir()
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".gin"))
+
+
+def parse_gin(gin_files=(), gin_bindings=(), search_paths=()) -> None:
+    """Parses gin files and bindings; unknown names are errors (`skip_unknown=False`).
+
+    Args:
+      gin_files: file names or paths; bare names are looked up in `search_paths`
+        and then in the shipped gin folder.
+      gin_bindings: extra bindings, applied after the files.
+      search_paths: folders searched for gin files and their includes.
+
+    Raises:
+      ValueError / FileNotFoundError / KeyError from gin, naming the bad binding or file.
+    """
+    search_paths = list(search_paths) + [gin_dir()]
+    for path in search_paths:
+        gin.add_config_file_search_path(path)
+    resolved = [resolve_gin_file(name, search_paths) for name in gin_files]
+    gin.parse_config_files_and_bindings(resolved, list(gin_bindings), skip_unknown=False)
+
+
+def resolve_gin_file(name: str, search_paths=()) -> str:
+    """Returns the path of gin file `name`: as given if it exists, else found in `search_paths`.
+
+    Raises:
+      FileNotFoundError: naming the file and every folder searched.
+    """
+    if os.path.isfile(name):
+        return name
+    folders = list(search_paths) or [gin_dir()]
+    for folder in folders:
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(f"gin file {name!r} not found in the working directory or in {folders}.")

@@ -1,0 +1,15 @@
+"""The approximate hypergradient: curvature products, solvers, influence weights, surrogate."""
+
+from autosimulate_tf.hypergrad import curvature, influence, solvers, tree_math
+from autosimulate_tf.hypergrad.estimator import HypergradientResult, estimate_hypergradient
+from autosimulate_tf.hypergrad.objective import TaskObjective
+
+__all__ = [
+    "curvature",
+    "influence",
+    "solvers",
+    "tree_math",
+    "HypergradientResult",
+    "estimate_hypergradient",
+    "TaskObjective",
+]

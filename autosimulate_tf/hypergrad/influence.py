@@ -1,0 +1,84 @@
+"""Influence weights of generated examples and the score-function surrogate loss.
+
+With `z ~= (H + lambda I)^-1 grad L_val(theta)`, the influence of generated example
+`i` on the validation loss is `w_i = grad_theta l(x_i, y_i; theta) . z`, and
+
+    dF/dpsi ~= - E_c[ w(c) grad_psi log p(c | psi) ]            (AutoSimulate [1])
+
+is estimated by the gradient of the surrogate
+`S(psi) = - mean_i stop_gradient(w_i - b_i) log p(c_i | psi)`.
+
+#### References
+[1]: Behl, Baydin, Gal, Torr, Vineet. AutoSimulate: (Quickly) Learning Synthetic
+     Data Generation. ECCV 2020. arXiv:2008.08424.
+"""
+
+import tensorflow as tf
+
+LEAVE_ONE_OUT = "leave_one_out"
+NO_BASELINE = "none"
+BASELINES = (LEAVE_ONE_OUT, NO_BASELINE)
+
+
+def influence_weights(objective, weights, inputs, labels, direction) -> tf.Tensor:
+    """All `w_i = grad_theta l_i . z` at once, from one forward-mode JVP.
+
+    The JVP of the vector of per-example losses along `z` is exactly the vector of
+    directional derivatives `grad l_i . z`: one forward pass instead of n backprops.
+
+    Args:
+      objective: a `TaskObjective`.
+      weights: the point theta (list of tensors).
+      inputs: generated inputs `[n, ...]`.
+      labels: generated labels `[n, ...]`.
+      direction: `z`, shaped like `weights`.
+
+    Returns:
+      `[n]` influence weights.
+    """
+    weights = list(weights)
+    with tf.autodiff.ForwardAccumulator(weights, list(direction)) as tangent:
+        per_example = objective.per_example_losses(weights, inputs, labels)
+    return tangent.jvp(per_example)
+
+
+def baseline_values(weights: tf.Tensor, baseline: str = LEAVE_ONE_OUT) -> tf.Tensor:
+    """Control-variate baseline `b_i` for each influence weight.
+
+    `"leave_one_out"`: `b_i = mean_{j != i} w_j`, independent of sample i, so the
+    estimator stays unbiased. `"none"`: `b_i = 0`.
+
+    Args:
+      weights: `[n]` influence weights, n >= 2 for leave-one-out.
+      baseline: `"leave_one_out"` or `"none"`.
+
+    Returns:
+      `[n]` baselines.
+    """
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline={baseline!r} is not one of {BASELINES}.")
+    if baseline == NO_BASELINE:
+        return tf.zeros_like(weights)
+    count = tf.cast(tf.shape(weights)[0], weights.dtype)
+    return (tf.reduce_sum(weights) - weights) / (count - 1.0)
+
+
+def surrogate_loss(log_probs: tf.Tensor, weights: tf.Tensor, baselines: tf.Tensor) -> tf.Tensor:
+    """`S = - mean_i stop_gradient(w_i - b_i) * log p(c_i | psi)`.
+
+    Its gradient in psi is the AutoSimulate hypergradient estimate; minimising it
+    with any optimizer descends the validation loss.
+
+    Args:
+      log_probs: `[n]` `log p(c_i | psi)`, computed on the tape from latents that
+        were `stop_gradient`-ed (see `Simulator.log_prob`).
+      weights: `[n]` influence weights.
+      baselines: `[n]` baselines.
+
+    Returns:
+      Scalar surrogate loss.
+    """
+    # stop_gradient drops d(w_i - b_i)/dpsi: w depends on psi only through the
+    # sampled data, whose dependence the score term log p accounts for.
+    advantages = tf.stop_gradient(tf.cast(weights - baselines, log_probs.dtype))
+    return -tf.reduce_mean(advantages * log_probs)

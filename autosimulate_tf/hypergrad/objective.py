@@ -1,0 +1,69 @@
+"""The task model as a pure function of explicit weight tensors.
+
+Hessian-vector products and forward-mode JVPs need the loss as a function of
+weight *tensors*: `tf.autodiff.ForwardAccumulator` rejects Keras 3 variables
+(DESIGN.md section 4). `keras.Model.stateless_call` gives exactly that function
+without copying the model.
+"""
+
+import tensorflow as tf
+
+from autosimulate_tf.models import losses
+
+
+class TaskObjective:
+    """Training and validation losses of a Keras model, as functions of its weights.
+
+    `L_train(theta) = mean_i l(x_i, y_i; theta) + (weight_decay / 2) |theta|^2`,
+    `L_val(theta) = mean_j l(x_j, y_j; theta)` on real validation data.
+    """
+
+    def __init__(self, model, loss: str, weight_decay: float = 0.0):
+        """Args:
+        model: a built Keras model without state updated in the forward pass.
+        loss: task loss name (see `autosimulate_tf.models.losses`).
+        weight_decay: coefficient of the L2 term in the training loss.
+        """
+        losses.check_loss_name(loss)
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay={weight_decay} must be >= 0.")
+        self.model = model
+        self.loss = loss
+        self.weight_decay = float(weight_decay)
+
+    def current_weights(self) -> list[tf.Tensor]:
+        """The model's trainable weights as tensors (a snapshot, not variables)."""
+        return [tf.convert_to_tensor(v.value) for v in self.model.trainable_variables]
+
+    def outputs(self, weights, inputs) -> tf.Tensor:
+        """Model outputs at the given weights."""
+        non_trainable = [v.value for v in self.model.non_trainable_variables]
+        outputs, _ = self.model.stateless_call(list(weights), non_trainable, inputs)
+        return outputs
+
+    def per_example_losses(self, weights, inputs, labels) -> tf.Tensor:
+        """`[n]` per-example losses `l(x_i, y_i; theta)` (no weight decay)."""
+        return losses.per_example_loss(self.loss, self.outputs(weights, inputs), labels)
+
+    def weight_decay_term(self, weights) -> tf.Tensor:
+        """`(weight_decay / 2) |theta|^2`."""
+        squared = tf.add_n([tf.reduce_sum(tf.square(w)) for w in weights])
+        return 0.5 * tf.cast(self.weight_decay, squared.dtype) * squared
+
+    def train_loss(self, weights, inputs, labels) -> tf.Tensor:
+        """Mean generated-data loss plus weight decay."""
+        return tf.reduce_mean(self.per_example_losses(weights, inputs, labels)) + (
+            self.weight_decay_term(weights)
+        )
+
+    def validation_loss(self, weights, inputs, labels) -> tf.Tensor:
+        """Mean loss on real validation data."""
+        return tf.reduce_mean(self.per_example_losses(weights, inputs, labels))
+
+    def gradient(self, loss_fn, weights, inputs, labels) -> list[tf.Tensor]:
+        """Gradient of `loss_fn(weights, inputs, labels)` in the weights."""
+        weights = list(weights)
+        with tf.GradientTape() as weights_tape:
+            weights_tape.watch(weights)
+            value = loss_fn(weights, inputs, labels)
+        return weights_tape.gradient(value, weights)

@@ -1,0 +1,7 @@
+"""Simulators: a TFP latent distribution p(c | psi) plus a non-differentiable renderer."""
+
+from autosimulate_tf.simulators.base import Simulator
+from autosimulate_tf.simulators.gmm import GaussianMixtureSimulator
+from autosimulate_tf.simulators.pools import CategoricalPoolsSimulator, xor_pools
+
+__all__ = ["Simulator", "GaussianMixtureSimulator", "CategoricalPoolsSimulator", "xor_pools"]

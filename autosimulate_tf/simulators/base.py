@@ -1,0 +1,139 @@
+"""The simulator interface: a latent distribution p(c | psi) plus a black-box renderer.
+
+A simulator owns its parameters psi as unconstrained `tf.Variable`s (constrained
+values come out of TFP bijectors, so psi can never leave its domain), builds the
+latent distribution from them, and renders one latent to one labelled example.
+The renderer is never differentiated: the hypergradient only needs the latents
+and `log_prob` (score-function estimator).
+
+To plug in your own simulator, write one subclass:
+
+    @gin.configurable
+    class MySimulator(Simulator):
+        observation_shape = (8, 8)
+        num_classes = 10
+
+        def __init__(self, name="my_simulator"):
+            super().__init__(name=name)
+            self.add_parameter("thickness_mean", 2.0, bijector=tfb.Softplus())
+
+        def latent_distribution(self):
+            return tfd.JointDistributionNamed(dict(
+                digit=tfd.Categorical(logits=tf.zeros(10)),
+                thickness=tfd.Normal(self.parameter("thickness_mean"), 0.5)))
+
+        def render(self, latent):  # numpy in, numpy out, one example
+            return draw(latent["digit"], latent["thickness"]), latent["digit"]
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfb = tfp.bijectors
+
+
+class Simulator(tf.Module):
+    """Base class of all simulators.
+
+    Subclasses set `observation_shape` (shape of one rendered input), optionally
+    `observation_dtype`, `label_shape`, `label_dtype`, `num_classes` (None for
+    regression) and `render_with_tf_ops` (True when `render` is written in TF ops
+    and may run inside the `tf.data` graph; False runs it as Python/numpy through
+    `tf.numpy_function`), and implement `latent_distribution` and `render`.
+    """
+
+    observation_shape: tuple = ()
+    observation_dtype = np.float32
+    label_shape: tuple = ()
+    label_dtype = np.int32
+    num_classes: int | None = None
+    render_with_tf_ops: bool = False
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name=name)
+        self._variables = {}
+        self._bijectors = {}
+        self._bounds = {}
+
+    def add_parameter(self, name: str, initial_value, bijector=None, bounds=None) -> tf.Variable:
+        """Creates one psi component.
+
+        Args:
+          name: name used in logs, checkpoints and `results.json`.
+          initial_value: the *constrained* initial value.
+          bijector: maps the unconstrained variable to the constrained value
+            (identity when None).
+          bounds: optional `(low, high)` box in constrained space, used by search
+            baselines to know where to look.
+
+        Returns:
+          The unconstrained `tf.Variable`.
+        """
+        if name in self._variables:
+            raise ValueError(f"Simulator parameter {name!r} is defined twice.")
+        bijector = bijector or tfb.Identity()
+        initial = tf.convert_to_tensor(initial_value, dtype=tf.float32)
+        if not bool(tf.reduce_all(tf.math.is_finite(initial))):
+            raise ValueError(f"Initial value of simulator parameter {name!r} is not finite: {initial_value}.")
+        variable = tf.Variable(bijector.inverse(initial), name=name, dtype=tf.float32)
+        self._variables[name] = variable
+        self._bijectors[name] = bijector
+        if bounds is not None:
+            self._bounds[name] = bounds
+        return variable
+
+    def parameter(self, name: str) -> tf.Tensor:
+        """The constrained value of psi component `name` (differentiable in psi)."""
+        return self._bijectors[name].forward(self._variables[name])
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Names of the psi components, in creation order."""
+        return list(self._variables)
+
+    @property
+    def psi_variables(self) -> list[tf.Variable]:
+        """The unconstrained psi variables, in creation order (what the outer optimizer updates)."""
+        return list(self._variables.values())
+
+    def parameter_bounds(self, name: str):
+        """The `(low, high)` constrained search box of component `name`, or None."""
+        return self._bounds.get(name)
+
+    def constrained_parameters(self) -> dict[str, np.ndarray]:
+        """All psi components as constrained numpy values, by name."""
+        return {name: self.parameter(name).numpy() for name in self._variables}
+
+    def set_constrained_parameters(self, values: dict) -> None:
+        """Assigns psi from constrained values (used by search baselines)."""
+        for name, value in values.items():
+            if name not in self._variables:
+                raise KeyError(f"Unknown simulator parameter {name!r}; known: {self.parameter_names}.")
+            self._variables[name].assign(self._bijectors[name].inverse(tf.convert_to_tensor(value, tf.float32)))
+
+    def latent_distribution(self):
+        """The TFP distribution p(c | psi), built from the current psi (override)."""
+        raise NotImplementedError
+
+    def render(self, latent):
+        """Renders one latent to `(observation, label)` (override; never differentiated)."""
+        raise NotImplementedError
+
+    def sample_latents(self, num_samples: int, seed) -> object:
+        """Draws `num_samples` latents with a stateless `seed` (a shape-[2] int tensor).
+
+        The samples are `stop_gradient`-ed: a reparameterised sample left on a tape
+        would make the score-function term silently zero (DESIGN.md section 2).
+        """
+        samples = self.latent_distribution().sample(num_samples, seed=seed)
+        return tf.nest.map_structure(tf.stop_gradient, samples)
+
+    def log_prob(self, latents) -> tf.Tensor:
+        """`log p(c_i | psi)` for a batch of latents, differentiable in psi only.
+
+        `stop_gradient` on the latents is applied here, so the score term is right
+        even if a caller sampled them on the same tape.
+        """
+        latents = tf.nest.map_structure(tf.stop_gradient, latents)
+        return self.latent_distribution().log_prob(latents)

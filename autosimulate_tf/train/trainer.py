@@ -1,0 +1,327 @@
+"""The AutoSimulate outer loop: one object owns the run's state and advances it.
+
+One outer iteration (DESIGN.md section 2):
+  1. sample `c_1..c_N ~ p(.|psi_t)` with a stateless seed; render `D_t` off-tape;
+  2. continue training theta (warm start) for E steps on `D_t`;
+  3-5. validation gradient, solver, influence weights (`estimate_hypergradient`);
+  6. optimizer step on psi from the surrogate-loss gradient.
+
+The trainer owns the task model, the inner and outer optimizers, psi (through the
+simulator), the previous solver solution (CG warm start), the iteration counter
+and the cost counters. Seeds are derived from `(seed, iteration)`, so a run
+restored from a checkpoint replays exactly what an uninterrupted run would do.
+"""
+
+import time
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from autosimulate_tf.data import pipeline
+from autosimulate_tf.hypergrad import curvature as curvature_lib
+from autosimulate_tf.hypergrad import estimator, influence, solvers, tree_math
+from autosimulate_tf.hypergrad.objective import TaskObjective
+from autosimulate_tf.models import losses
+
+# Keras optimizers, configurable in gin scopes, e.g. `inner/keras.optimizers.Adam.learning_rate`.
+# (`gin.tf` cannot be imported on TF >= 2.16, so we register them ourselves.)
+for _optimizer in (keras.optimizers.Adam, keras.optimizers.SGD, keras.optimizers.RMSprop):
+    gin.external_configurable(_optimizer, module="keras.optimizers")
+
+COUNTERS = (
+    "simulated_samples",
+    "dropped_samples",
+    "inner_steps",
+    "hvp_count",
+    "objective_evaluations",
+    "skipped_updates",
+)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@gin.configurable
+class AutoSimulateTrainer:
+    """State and step of an AutoSimulate run."""
+
+    def __init__(
+        self,
+        simulator=gin.REQUIRED,
+        real_data=gin.REQUIRED,
+        model_fn=gin.REQUIRED,
+        loss: str = losses.SOFTMAX_CROSS_ENTROPY,
+        num_samples: int = 200,
+        num_inner_steps: int = 30,
+        num_initial_inner_steps: int = 200,
+        inner_batch_size: int = 64,
+        inner_optimizer=None,
+        outer_optimizer=None,
+        weight_decay: float = 1e-4,
+        curvature: str = curvature_lib.GAUSS_NEWTON,
+        damping: float = 0.1,
+        solver=solvers.conjugate_gradient,
+        baseline: str = influence.LEAVE_ONE_OUT,
+        warm_start_solver: bool = True,
+        seed: int = 0,
+    ):
+        """Args:
+        simulator: a `Simulator` instance (its variables are psi).
+        real_data: a `RealData` (validation set for the hypergradient, test set
+          for reporting only).
+        model_fn: factory `(input_shape, num_outputs) -> keras.Model`.
+        loss: task loss name.
+        num_samples: N, latents sampled and rendered per outer iteration (>= 2).
+        num_inner_steps: E, warm-started inner steps per outer iteration.
+        num_initial_inner_steps: inner steps in the first outer iteration.
+        inner_batch_size: minibatch size of the inner steps.
+        inner_optimizer: factory of the Keras optimizer for theta
+          (default Adam(1e-2)); bind in gin scope `inner/`.
+        outer_optimizer: factory of the Keras optimizer for psi
+          (default Adam(5e-2)); bind in gin scope `outer/`.
+        weight_decay: L2 coefficient of the training loss (part of the curvature).
+        curvature: `"gauss_newton"` or `"hessian"`.
+        damping: lambda >= 0 added to the curvature.
+        solver: a solver function from `autosimulate_tf.hypergrad.solvers`.
+        baseline: `"leave_one_out"` or `"none"`.
+        warm_start_solver: start each solve from the previous `z`.
+        seed: experiment seed; every random draw derives from it statelessly.
+        """
+        _check(num_samples >= 2, f"AutoSimulateTrainer.num_samples={num_samples} must be >= 2.")
+        _check(num_inner_steps >= 0, f"AutoSimulateTrainer.num_inner_steps={num_inner_steps} must be >= 0.")
+        _check(
+            num_initial_inner_steps >= 0,
+            f"AutoSimulateTrainer.num_initial_inner_steps={num_initial_inner_steps} must be >= 0.",
+        )
+        _check(inner_batch_size >= 1, f"AutoSimulateTrainer.inner_batch_size={inner_batch_size} must be >= 1.")
+        _check(damping >= 0, f"AutoSimulateTrainer.damping={damping} must be >= 0.")
+        _check(weight_decay >= 0, f"AutoSimulateTrainer.weight_decay={weight_decay} must be >= 0.")
+        _check(
+            curvature in curvature_lib.CURVATURES,
+            f"AutoSimulateTrainer.curvature={curvature!r} is not one of {curvature_lib.CURVATURES}.",
+        )
+        _check(
+            baseline in influence.BASELINES,
+            f"AutoSimulateTrainer.baseline={baseline!r} is not one of {influence.BASELINES}.",
+        )
+        _check(callable(solver), f"AutoSimulateTrainer.solver={solver!r} is not a solver function.")
+        losses.check_loss_name(loss)
+        self.simulator = simulator
+        self.real_data = real_data
+        self.loss = loss
+        self.num_samples = int(num_samples)
+        self.num_inner_steps = int(num_inner_steps)
+        self.num_initial_inner_steps = int(num_initial_inner_steps)
+        self.inner_batch_size = int(inner_batch_size)
+        self.curvature = curvature
+        self.damping = float(damping)
+        self.solver = solver
+        self.baseline = baseline
+        self.warm_start_solver = bool(warm_start_solver)
+        self.seed = int(seed)
+
+        num_outputs = simulator.num_classes if simulator.num_classes else int(np.prod(simulator.label_shape or (1,)))
+        self.model = model_fn(input_shape=tuple(simulator.observation_shape), num_outputs=num_outputs)
+        self._check_shapes()
+        self.objective = TaskObjective(self.model, loss, weight_decay)
+        self.inner_optimizer = inner_optimizer() if inner_optimizer else keras.optimizers.Adam(1e-2)
+        self.outer_optimizer = outer_optimizer() if outer_optimizer else keras.optimizers.Adam(5e-2)
+        self._check_learning_rate(self.inner_optimizer, "inner")
+        self._check_learning_rate(self.outer_optimizer, "outer")
+        # Build optimizer slots now so checkpoints restore into existing variables.
+        self.inner_optimizer.build(self.model.trainable_variables)
+        self.outer_optimizer.build(simulator.psi_variables)
+
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+        self.counters = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name) for name in COUNTERS}
+        self.wall_clock_s = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_clock_s")
+        self.previous_direction = [
+            tf.Variable(tf.zeros_like(v.value), trainable=False, name="previous_direction")
+            for v in self.model.trainable_variables
+        ]
+        self._validation = (
+            tf.constant(real_data.validation_inputs, self.model.inputs[0].dtype),
+            tf.constant(real_data.validation_labels),
+        )
+        self._test = (
+            tf.constant(real_data.test_inputs, self.model.inputs[0].dtype),
+            tf.constant(real_data.test_labels),
+        )
+        self._inner_train_fn = tf.function(self._inner_train, reduce_retracing=True)
+        self._hypergradient_fn = tf.function(self._hypergradient, reduce_retracing=True)
+        self._evaluate_fn = tf.function(self._evaluate, reduce_retracing=True)
+
+    # ------------------------------------------------------------------ checks
+    def _check_shapes(self) -> None:
+        """Fails fast when simulator output, model input and real data disagree."""
+        observation_shape = tuple(self.simulator.observation_shape)
+        model_input_shape = tuple(self.model.inputs[0].shape[1:])
+        _check(
+            model_input_shape == observation_shape,
+            f"Model input shape {model_input_shape} does not match the simulator's observation_shape "
+            f"{observation_shape} (check the model_fn and simulator bindings).",
+        )
+        for split in ("validation", "test"):
+            shape = tuple(np.shape(getattr(self.real_data, f"{split}_inputs"))[1:])
+            _check(
+                shape == observation_shape,
+                f"Real {split} inputs have shape {shape} per example but the simulator renders "
+                f"{observation_shape} (check the real_data and simulator bindings).",
+            )
+
+    @staticmethod
+    def _check_learning_rate(optimizer, scope: str) -> None:
+        learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        _check(
+            learning_rate > 0 and np.isfinite(learning_rate),
+            f"{scope}/ optimizer learning_rate={learning_rate} must be a positive number.",
+        )
+
+    # ------------------------------------------------------------------ state
+    def checkpoint(self) -> tf.train.Checkpoint:
+        """Everything needed to continue the run exactly."""
+        return tf.train.Checkpoint(
+            model=self.model,
+            inner_optimizer=self.inner_optimizer,
+            outer_optimizer=self.outer_optimizer,
+            simulator=self.simulator,
+            iteration=self.iteration,
+            wall_clock_s=self.wall_clock_s,
+            previous_direction=self.previous_direction,
+            **{f"counter_{name}": variable for name, variable in self.counters.items()},
+        )
+
+    def _iteration_seeds(self, iteration: int):
+        """(sample seed, inner-training seed) for one outer iteration, derived statelessly."""
+        base = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 0], tf.int64), iteration)
+        seeds = tf.random.experimental.stateless_split(base, 2)
+        return seeds[0], seeds[1]
+
+    # ------------------------------------------------------------------ steps
+    def _train_loss_on_variables(self, inputs, labels):
+        outputs = self.model(inputs, training=True)
+        per_example = losses.per_example_loss(self.loss, outputs, labels)
+        weights = [v.value for v in self.model.trainable_variables]
+        return tf.reduce_mean(per_example) + self.objective.weight_decay_term(weights)
+
+    def _inner_train(self, inputs, labels, num_steps, seed):
+        """`num_steps` minibatch optimizer steps on `D_t`, warm-started from the current theta."""
+        num_examples = tf.shape(inputs)[0]
+        variables = self.model.trainable_variables
+        loss = tf.constant(np.nan, tf.float32)
+        for step in tf.range(num_steps):
+            indices = tf.random.stateless_uniform(
+                [self.inner_batch_size],
+                seed=tf.random.experimental.stateless_fold_in(seed, step),
+                minval=0,
+                maxval=num_examples,
+                dtype=tf.int32,
+            )
+            with tf.GradientTape() as inner_tape:
+                loss = self._train_loss_on_variables(tf.gather(inputs, indices), tf.gather(labels, indices))
+            gradients = inner_tape.gradient(loss, variables)
+            self.inner_optimizer.apply_gradients(zip(gradients, variables))
+            loss = tf.cast(loss, tf.float32)
+        return loss
+
+    def _hypergradient(self, inputs, labels, latents):
+        """Steps 3-6 without the update: returns the estimate and whether it is finite."""
+        initial_guess = [tf.convert_to_tensor(v) for v in self.previous_direction] if self.warm_start_solver else None
+        result = estimator.estimate_hypergradient(
+            self.objective,
+            self.simulator,
+            self.objective.current_weights(),
+            inputs,
+            labels,
+            latents,
+            self._validation[0],
+            self._validation[1],
+            solver=self.solver,
+            curvature=self.curvature,
+            damping=self.damping,
+            baseline=self.baseline,
+            initial_guess=initial_guess,
+        )
+        finite = tf.logical_and(tree_math.all_finite(result.gradients), tree_math.all_finite(result.direction))
+        return result, finite
+
+    def _evaluate(self, inputs, labels):
+        outputs = self.model(inputs, training=False)
+        loss = tf.reduce_mean(losses.per_example_loss(self.loss, outputs, labels))
+        if self.loss == losses.SOFTMAX_CROSS_ENTROPY:
+            return loss, losses.accuracy(self.loss, outputs, labels)
+        return loss, tf.constant(np.nan, tf.float32)
+
+    def evaluate(self, split: str = "validation") -> dict:
+        """Loss and accuracy of the current model on the real `"validation"` or `"test"` split."""
+        inputs, labels = self._validation if split == "validation" else self._test
+        loss, accuracy = self._evaluate_fn(inputs, labels)
+        return {"loss": float(loss), "accuracy": float(accuracy)}
+
+    def step(self) -> dict:
+        """Runs one outer iteration and returns its metrics (plain Python numbers)."""
+        start = time.perf_counter()
+        iteration = int(self.iteration.numpy())
+        sample_seed, inner_seed = self._iteration_seeds(iteration)
+
+        latents = self.simulator.sample_latents(self.num_samples, seed=sample_seed)
+        rendered = pipeline.render_latents(self.simulator, latents)
+        inputs, labels, latents, num_dropped = pipeline.keep_valid(rendered, latents)
+        inputs = tf.cast(inputs, self.model.inputs[0].dtype)
+        num_kept = int(inputs.shape[0])
+        if num_kept < 2:
+            raise RuntimeError(
+                f"Only {num_kept} of {self.num_samples} rendered samples were valid at iteration {iteration}; "
+                "the simulator's render is failing."
+            )
+        render_done = time.perf_counter()
+
+        num_steps = self.num_initial_inner_steps if iteration == 0 else self.num_inner_steps
+        inner_loss = self._inner_train_fn(inputs, labels, tf.constant(num_steps), inner_seed)
+        inner_done = time.perf_counter()
+
+        result, finite = self._hypergradient_fn(inputs, labels, latents)
+        if bool(finite):
+            self.outer_optimizer.apply_gradients(zip(result.gradients, self.simulator.psi_variables))
+            for variable, value in zip(self.previous_direction, result.direction):
+                variable.assign(value)
+        else:
+            logging.warning("Non-finite hypergradient at iteration %d: psi update skipped.", iteration)
+            self.counters["skipped_updates"].assign_add(1)
+        hypergradient_done = time.perf_counter()
+
+        self.counters["simulated_samples"].assign_add(self.num_samples)
+        self.counters["dropped_samples"].assign_add(num_dropped)
+        self.counters["inner_steps"].assign_add(num_steps)
+        self.counters["hvp_count"].assign_add(int(result.diagnostics["hvp_count"]))
+        self.counters["objective_evaluations"].assign_add(1)
+        self.iteration.assign_add(1)
+        elapsed = time.perf_counter() - start
+        self.wall_clock_s.assign_add(elapsed)
+
+        metrics = {name: float(value) for name, value in result.diagnostics.items()}
+        validation = self.evaluate("validation")
+        metrics.update(
+            iteration=iteration + 1,
+            inner_loss=float(inner_loss),
+            val_loss=validation["loss"],
+            val_accuracy=validation["accuracy"],
+            num_dropped=num_dropped,
+            update_skipped=not bool(finite),
+            render_s=render_done - start,
+            inner_s=inner_done - render_done,
+            hypergradient_s=hypergradient_done - inner_done,
+            iteration_s=elapsed,
+        )
+        metrics.update({name: int(variable.numpy()) for name, variable in self.counters.items()})
+        metrics["wall_clock_s"] = float(self.wall_clock_s.numpy())
+        return metrics
+
+    def constrained_psi(self) -> dict:
+        """psi as constrained values, JSON-ready lists, by name."""
+        return {name: np.asarray(value).tolist() for name, value in self.simulator.constrained_parameters().items()}
