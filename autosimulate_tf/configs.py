@@ -40,7 +40,7 @@ def parse_gin(gin_files=(), gin_bindings=(), search_paths=()) -> None:
     Raises:
       ValueError / FileNotFoundError / KeyError from gin, naming the bad binding or file.
     """
-    search_paths = list(search_paths) + [gin_dir()]
+    search_paths = [*list(search_paths), gin_dir()]
     for path in search_paths:
         gin.add_config_file_search_path(path)
     resolved = [resolve_gin_file(name, search_paths) for name in gin_files]

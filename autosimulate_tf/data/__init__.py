@@ -1,6 +1,10 @@
 """Data: the render pipeline (latents -> generated dataset) and real target datasets."""
 
 from autosimulate_tf.data.pipeline import RenderedData, keep_valid, render_latents
-from autosimulate_tf.data.real import RealData, sample_xor_mixture, xor_mixture_real_data
+from autosimulate_tf.data.real import (
+    RealData,
+    sample_xor_mixture,
+    xor_mixture_real_data,
+)
 
-__all__ = ["RenderedData", "keep_valid", "render_latents", "RealData", "sample_xor_mixture", "xor_mixture_real_data"]
+__all__ = ["RealData", "RenderedData", "keep_valid", "render_latents", "sample_xor_mixture", "xor_mixture_real_data"]

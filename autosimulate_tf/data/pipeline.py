@@ -39,9 +39,9 @@ def _numpy_render_fn(simulator):
             observation, label = simulator.render(latent)
             observation = np.asarray(observation, dtype=simulator.observation_dtype)
             label = np.asarray(label, dtype=simulator.label_dtype)
-        except Exception as error:  # noqa: BLE001 - a user renderer may raise anything.
+        except Exception as error:
             logging.log_every_n(logging.WARNING, "render raised %r; sample dropped.", 100, error)
-            return zeros + (np.bool_(False),)
+            return (*zeros, np.bool_(False))
         if observation.shape != observation_shape or label.shape != label_shape:
             logging.log_every_n(
                 logging.WARNING,
@@ -52,10 +52,10 @@ def _numpy_render_fn(simulator):
                 observation_shape,
                 label_shape,
             )
-            return zeros + (np.bool_(False),)
+            return (*zeros, np.bool_(False))
         finite = np.all(np.isfinite(observation)) and np.all(np.isfinite(label))
         if not finite:
-            return zeros + (np.bool_(False),)
+            return (*zeros, np.bool_(False))
         return observation, label, np.bool_(True)
 
     return render_one

@@ -5,8 +5,9 @@ The test split is never used for optimisation, only for reporting.
 
 from typing import NamedTuple
 
-import gin
 import numpy as np
+
+import gin
 
 XOR_MEANS = np.array([[2.0, 2.0], [-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0]], dtype=np.float32)
 XOR_CLASSES = np.array([0, 0, 1, 1], dtype=np.int32)

@@ -97,7 +97,10 @@ def estimate_hypergradient(
         log_probs = simulator.log_prob(latents)
         surrogate = influence.surrogate_loss(log_probs, weights_influence, baselines)
     gradients = psi_tape.gradient(surrogate, psi_variables)
-    gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(gradients, psi_variables)]
+    gradients = [
+        tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+        for g, v in zip(gradients, psi_variables, strict=False)
+    ]
 
     inner_gradient = objective.gradient(objective.train_loss, weights, train_inputs, train_labels)
     diagnostics = {

@@ -8,6 +8,7 @@ without copying the model.
 
 import tensorflow as tf
 
+from autosimulate_tf.hypergrad import tree_math
 from autosimulate_tf.models import losses
 
 
@@ -48,13 +49,11 @@ class TaskObjective:
     def weight_decay_term(self, weights) -> tf.Tensor:
         """`(weight_decay / 2) |theta|^2`."""
         squared = tf.add_n([tf.reduce_sum(tf.square(w)) for w in weights])
-        return 0.5 * tf.cast(self.weight_decay, squared.dtype) * squared
+        return 0.5 * tree_math.as_dtype(self.weight_decay, squared.dtype) * squared
 
     def train_loss(self, weights, inputs, labels) -> tf.Tensor:
         """Mean generated-data loss plus weight decay."""
-        return tf.reduce_mean(self.per_example_losses(weights, inputs, labels)) + (
-            self.weight_decay_term(weights)
-        )
+        return tf.reduce_mean(self.per_example_losses(weights, inputs, labels)) + (self.weight_decay_term(weights))
 
     def validation_loss(self, weights, inputs, labels) -> tf.Tensor:
         """Mean loss on real validation data."""

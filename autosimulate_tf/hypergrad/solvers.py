@@ -18,9 +18,9 @@ All of them work eagerly and inside `tf.function`.
 
 from typing import NamedTuple
 
-import gin
 import tensorflow as tf
 
+import gin
 from autosimulate_tf.hypergrad import tree_math
 
 
@@ -137,7 +137,9 @@ def conjugate_gradient(
         curvature = tree_math.dot(direction, curved)
         negative = curvature <= 0
         # On negative curvature the step is discarded (alpha = 0): the iterate stays put.
-        alpha = tf.where(negative, tf.zeros_like(curvature), residual_sq / tf.where(negative, tf.ones_like(curvature), curvature))
+        alpha = tf.where(
+            negative, tf.zeros_like(curvature), residual_sq / tf.where(negative, tf.ones_like(curvature), curvature)
+        )
         new_solution = tree_math.axpy(alpha, direction, solution)
         new_residual = tree_math.axpy(-alpha, curved, residual)
         new_residual_sq = tree_math.dot(new_residual, new_residual)

@@ -14,7 +14,7 @@ Vector = Sequence[tf.Tensor]
 
 def dot(a: Vector, b: Vector) -> tf.Tensor:
     """Inner product <a, b> summed over all tensors."""
-    return tf.add_n([tf.reduce_sum(x * y) for x, y in zip(a, b)])
+    return tf.add_n([tf.reduce_sum(x * y) for x, y in zip(a, b, strict=False)])
 
 
 def norm(a: Vector) -> tf.Tensor:
@@ -24,22 +24,33 @@ def norm(a: Vector) -> tf.Tensor:
 
 def add(a: Vector, b: Vector) -> list[tf.Tensor]:
     """a + b."""
-    return [x + y for x, y in zip(a, b)]
+    return [x + y for x, y in zip(a, b, strict=False)]
 
 
 def subtract(a: Vector, b: Vector) -> list[tf.Tensor]:
     """a - b."""
-    return [x - y for x, y in zip(a, b)]
+    return [x - y for x, y in zip(a, b, strict=False)]
+
+
+def as_dtype(alpha, dtype) -> tf.Tensor:
+    """A scalar coefficient in `dtype`.
+
+    Python numbers are converted straight to `dtype`: `tf.cast(0.1, tf.float64)`
+    would first round 0.1 to float32 and lose float64 precision.
+    """
+    if isinstance(alpha, (tf.Tensor, tf.Variable)):
+        return tf.cast(alpha, dtype)
+    return tf.constant(alpha, dtype=dtype)
 
 
 def scale(alpha, a: Vector) -> list[tf.Tensor]:
     """alpha * a (alpha a scalar tensor or number)."""
-    return [tf.cast(alpha, x.dtype) * x for x in a]
+    return [as_dtype(alpha, x.dtype) * x for x in a]
 
 
 def axpy(alpha, x: Vector, y: Vector) -> list[tf.Tensor]:
     """alpha * x + y."""
-    return [tf.cast(alpha, xi.dtype) * xi + yi for xi, yi in zip(x, y)]
+    return [as_dtype(alpha, xi.dtype) * xi + yi for xi, yi in zip(x, y, strict=False)]
 
 
 def zeros_like(a: Vector) -> list[tf.Tensor]:
@@ -61,4 +72,4 @@ def unflatten(flat: tf.Tensor, like: Vector) -> list[tf.Tensor]:
     """Inverse of `flatten`: splits `flat` into tensors shaped like `like`."""
     sizes = [x.shape.num_elements() for x in like]
     pieces = tf.split(flat, sizes)
-    return [tf.reshape(p, tf.shape(x)) for p, x in zip(pieces, like)]
+    return [tf.reshape(p, tf.shape(x)) for p, x in zip(pieces, like, strict=False)]

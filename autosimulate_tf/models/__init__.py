@@ -3,4 +3,4 @@
 from autosimulate_tf.models.factories import mlp, small_cnn
 from autosimulate_tf.models.losses import accuracy, per_example_loss
 
-__all__ = ["mlp", "small_cnn", "accuracy", "per_example_loss"]
+__all__ = ["accuracy", "mlp", "per_example_loss", "small_cnn"]

@@ -8,8 +8,9 @@ are reproducible without touching global random state.
 
 from collections.abc import Sequence
 
-import gin
 import keras
+
+import gin
 
 
 def _initializer(seed: int, index: int) -> keras.initializers.Initializer:
@@ -41,14 +42,10 @@ def mlp(
     layers = [keras.Input(tuple(input_shape), dtype=dtype), keras.layers.Flatten(dtype=dtype)]
     for index, units in enumerate(hidden_units):
         layers.append(
-            keras.layers.Dense(
-                units, activation=activation, kernel_initializer=_initializer(seed, index), dtype=dtype
-            )
+            keras.layers.Dense(units, activation=activation, kernel_initializer=_initializer(seed, index), dtype=dtype)
         )
     layers.append(
-        keras.layers.Dense(
-            num_outputs, kernel_initializer=_initializer(seed, len(hidden_units)), dtype=dtype
-        )
+        keras.layers.Dense(num_outputs, kernel_initializer=_initializer(seed, len(hidden_units)), dtype=dtype)
     )
     return keras.Sequential(layers, name="mlp")
 
@@ -84,7 +81,7 @@ def small_cnn(
     input_shape = tuple(input_shape)
     layers = [keras.Input(input_shape, dtype=dtype)]
     if len(input_shape) == 2:
-        layers.append(keras.layers.Reshape(input_shape + (1,), dtype=dtype))
+        layers.append(keras.layers.Reshape((*input_shape, 1), dtype=dtype))
     for index, channels in enumerate(filters):
         layers.append(
             keras.layers.Conv2D(
@@ -99,9 +96,7 @@ def small_cnn(
         )
     layers += [
         keras.layers.Flatten(dtype=dtype),
-        keras.layers.Dense(
-            dense_units, activation=activation, kernel_initializer=_initializer(seed, 10), dtype=dtype
-        ),
+        keras.layers.Dense(dense_units, activation=activation, kernel_initializer=_initializer(seed, 10), dtype=dtype),
         keras.layers.Dense(num_outputs, kernel_initializer=_initializer(seed, 11), dtype=dtype),
     ]
     return keras.Sequential(layers, name="small_cnn")

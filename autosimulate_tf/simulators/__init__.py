@@ -4,4 +4,4 @@ from autosimulate_tf.simulators.base import Simulator
 from autosimulate_tf.simulators.gmm import GaussianMixtureSimulator
 from autosimulate_tf.simulators.pools import CategoricalPoolsSimulator, xor_pools
 
-__all__ = ["Simulator", "GaussianMixtureSimulator", "CategoricalPoolsSimulator", "xor_pools"]
+__all__ = ["CategoricalPoolsSimulator", "GaussianMixtureSimulator", "Simulator", "xor_pools"]

@@ -7,11 +7,11 @@ of the latent, `log p(c | psi)` carries the dependence on the means, and the
 renderer itself is never differentiated.
 """
 
-import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+import gin
 from autosimulate_tf.simulators.base import Simulator
 
 tfd = tfp.distributions
@@ -65,12 +65,12 @@ class GaussianMixtureSimulator(Simulator):
         means = self.parameter("means")
         noise_scale = self.noise_scale
         return tfd.JointDistributionNamed(
-            dict(
-                component=tfd.Categorical(logits=tf.zeros([self.num_components])),
-                point=lambda component: tfd.Independent(
+            {
+                "component": tfd.Categorical(logits=tf.zeros([self.num_components])),
+                "point": lambda component: tfd.Independent(
                     tfd.Normal(tf.gather(means, component), noise_scale), reinterpreted_batch_ndims=1
                 ),
-            )
+            }
         )
 
     def render(self, latent):

@@ -14,12 +14,12 @@ restored from a checkpoint replays exactly what an uninterrupted run would do.
 
 import time
 
-import gin
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+import gin
 from autosimulate_tf.data import pipeline
 from autosimulate_tf.hypergrad import curvature as curvature_lib
 from autosimulate_tf.hypergrad import estimator, influence, solvers, tree_math
@@ -225,7 +225,7 @@ class AutoSimulateTrainer:
             with tf.GradientTape() as inner_tape:
                 loss = self._train_loss_on_variables(tf.gather(inputs, indices), tf.gather(labels, indices))
             gradients = inner_tape.gradient(loss, variables)
-            self.inner_optimizer.apply_gradients(zip(gradients, variables))
+            self.inner_optimizer.apply_gradients(zip(gradients, variables, strict=False))
             loss = tf.cast(loss, tf.float32)
         return loss
 
@@ -287,8 +287,8 @@ class AutoSimulateTrainer:
 
         result, finite = self._hypergradient_fn(inputs, labels, latents)
         if bool(finite):
-            self.outer_optimizer.apply_gradients(zip(result.gradients, self.simulator.psi_variables))
-            for variable, value in zip(self.previous_direction, result.direction):
+            self.outer_optimizer.apply_gradients(zip(result.gradients, self.simulator.psi_variables, strict=False))
+            for variable, value in zip(self.previous_direction, result.direction, strict=False):
                 variable.assign(value)
         else:
             logging.warning("Non-finite hypergradient at iteration %d: psi update skipped.", iteration)
