@@ -1,0 +1,33 @@
+"""Installs autosimulate_tf: the library, its shipped gin configs and the console scripts."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="autosimulate_tf",
+    version="0.1.0",
+    description="AutoSimulate (Behl et al., ECCV 2020) in TensorFlow 2: learn a non-differentiable "
+    "simulator's parameters by approximate hypergradients.",
+    python_requires=">=3.11,<3.12",
+    # The top-level gin/ folder is installed as package data in autosimulate_tf/gin/.
+    packages=find_packages(include=["autosimulate_tf", "autosimulate_tf.*"]) + ["autosimulate_tf.gin"],
+    package_dir={"autosimulate_tf.gin": "gin"},
+    package_data={"autosimulate_tf.gin": ["*.gin"]},
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "tensorflow-probability[tf]>=0.25,<0.26",
+        "keras>=3.10,<4",
+        "tensorboard>=2.20",
+        "gin-config>=0.5,<0.6",
+        "absl-py>=2.1",
+        # TFP 0.25's SoftmaxCentered calls np.reshape(newshape=...), removed in numpy 2.4.
+        "numpy>=1.26,<2.4",
+        "scikit-learn>=1.5",
+        "matplotlib>=3.8",
+    ],
+    extras_require={"test": ["pytest>=8", "ruff>=0.15"]},
+    entry_points={
+        "console_scripts": [
+            "autosimulate-train=autosimulate_tf.train.launch:run",
+        ]
+    },
+)

@@ -1,0 +1,93 @@
+"""End-to-end runs of the outer loop from the shipped gin files."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import gin
+from autosimulate_tf import configs
+from autosimulate_tf.train import train_autosimulate
+
+RESULT_KEYS = {
+    "final_psi",
+    "val_accuracy",
+    "test_accuracy",
+    "val_loss",
+    "test_loss",
+    "outer_iterations",
+    "simulated_samples",
+    "dropped_samples",
+    "inner_steps",
+    "hvp_count",
+    "objective_evaluations",
+    "skipped_updates",
+    "wall_clock_s",
+}
+
+
+def run(gin_file, root_dir, bindings=(), history=None):
+    """One run from a clean gin config (as a fresh process would have)."""
+    gin.clear_config()
+    configs.parse_gin([gin_file], list(bindings) + ["train_autosimulate.log_interval = 1000"])
+    return train_autosimulate(root_dir=str(root_dir), history=history)
+
+
+@pytest.mark.parametrize("gin_path", configs.shipped_gin_files(), ids=os.path.basename)
+def test_every_shipped_gin_file_runs_two_outer_iterations(gin_path, tmp_path):
+    results = run(gin_path, tmp_path, ["train_autosimulate.num_outer_iterations = 2"])
+    assert RESULT_KEYS <= set(results)
+    assert results["outer_iterations"] == 2
+    assert results["objective_evaluations"] == 2
+    with open(tmp_path / "results.json") as f:
+        assert json.load(f) == results
+    assert (tmp_path / "operative_config.gin").read_text().strip()
+    assert os.listdir(tmp_path / "checkpoints")
+    assert os.listdir(tmp_path / "train")  # TensorBoard event file
+
+
+def test_toy_gmm_reaches_93_percent_within_100_outer_iterations(tmp_path):
+    # N = 200 samples, E = 30 inner steps (200 on the first iteration), seed 0: gin/toy_gmm.gin as shipped.
+    history = []
+    results = run("toy_gmm.gin", tmp_path, history=history)
+    accuracies = [metrics["val_accuracy"] for metrics in history]
+    assert accuracies[0] < 0.7, "the documented initialisation should start far from the optimum"
+    assert max(accuracies) >= 0.93
+    assert results["val_accuracy"] >= 0.93
+    assert results["test_accuracy"] >= 0.92
+    assert results["outer_iterations"] == 100
+    assert results["simulated_samples"] == 100 * 200
+    assert results["inner_steps"] == 200 + 99 * 30
+    # Every outer iteration: CG warm start (1) + at most 10 iterations + residual (1).
+    assert 100 * 2 <= results["hvp_count"] <= 100 * 12
+    # The learned means sit in the XOR layout: class-0 components in quadrants I/III, class 1 in II/IV.
+    means = np.array(results["final_psi"]["means"])
+    products = means[:, 0] * means[:, 1]
+    assert np.all(products[:2] > 0) and np.all(products[2:] < 0), means
+
+
+def test_pools_puts_90_percent_of_the_mass_on_clean_pools(tmp_path):
+    # N = 200, E = 30, seed 0, 60 outer iterations: gin/pools.gin as shipped. Pools 0 and 3 are clean.
+    results = run("pools.gin", tmp_path)
+    probabilities = np.array(results["final_psi"]["pool_probabilities"])
+    assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    assert probabilities[0] + probabilities[3] >= 0.9, probabilities
+
+
+def test_restart_from_first_checkpoint_ends_like_an_uninterrupted_run(tmp_path):
+    bindings = ["train_autosimulate.num_outer_iterations = 12", "train_autosimulate.checkpoint_interval = 4"]
+    uninterrupted = run("toy_gmm.gin", tmp_path / "uninterrupted", bindings)
+
+    # "Stop" right after the first checkpoint (iteration 4), then restart with the same root_dir.
+    stopped_bindings = [*bindings, "train_autosimulate.num_outer_iterations = 4"]
+    first = run("toy_gmm.gin", tmp_path / "interrupted", stopped_bindings)
+    assert first["outer_iterations"] == 4
+    history = []
+    resumed = run("toy_gmm.gin", tmp_path / "interrupted", bindings, history=history)
+    assert [metrics["iteration"] for metrics in history] == list(range(5, 13)), "must continue, not start over"
+    np.testing.assert_array_equal(
+        np.array(resumed["final_psi"]["means"]), np.array(uninterrupted["final_psi"]["means"])
+    )
+    for key in ("val_accuracy", "val_loss", "test_accuracy", "simulated_samples", "inner_steps", "hvp_count"):
+        assert resumed[key] == uninterrupted[key], key
