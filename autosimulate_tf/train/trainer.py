@@ -74,7 +74,7 @@ class AutoSimulateTrainer:
         simulator: a `Simulator` instance (its variables are psi).
         real_data: a `RealData` (validation set for the hypergradient, test set
           for reporting only).
-        model_fn: factory `(input_shape, num_outputs) -> keras.Model`.
+        model_fn: factory `(input_shape, num_outputs, seed) -> keras.Model`.
         loss: task loss name.
         num_samples: N, latents sampled and rendered per outer iteration (>= 2).
         num_inner_steps: E, warm-started inner steps per outer iteration.
@@ -90,7 +90,8 @@ class AutoSimulateTrainer:
         solver: a solver function from `autosimulate_tf.hypergrad.solvers`.
         baseline: `"leave_one_out"` or `"none"`.
         warm_start_solver: start each solve from the previous `z`.
-        seed: experiment seed; every random draw derives from it statelessly.
+        seed: experiment seed; every random draw (and the model's initial
+          weights) derives from it statelessly.
         """
         _check(num_samples >= 2, f"AutoSimulateTrainer.num_samples={num_samples} must be >= 2.")
         _check(num_inner_steps >= 0, f"AutoSimulateTrainer.num_inner_steps={num_inner_steps} must be >= 0.")
@@ -126,7 +127,10 @@ class AutoSimulateTrainer:
         self.seed = int(seed)
 
         num_outputs = simulator.num_classes if simulator.num_classes else int(np.prod(simulator.label_shape or (1,)))
-        self.model = model_fn(input_shape=tuple(simulator.observation_shape), num_outputs=num_outputs)
+        self.model_fn = model_fn
+        self.num_outputs = num_outputs
+        # The experiment seed also seeds the model's initial weights.
+        self.model = model_fn(input_shape=tuple(simulator.observation_shape), num_outputs=num_outputs, seed=seed)
         self._check_shapes()
         self.objective = TaskObjective(self.model, loss, weight_decay)
         self.inner_optimizer = inner_optimizer() if inner_optimizer else keras.optimizers.Adam(1e-2)
