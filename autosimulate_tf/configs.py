@@ -5,7 +5,7 @@ import os
 import gin
 
 # Importing these registers every configurable that shipped gin files name.
-from autosimulate_tf import data, hypergrad, models, simulators, train  # noqa: F401
+from autosimulate_tf import baselines, comparison, data, hypergrad, models, simulators, train  # noqa: F401
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 

@@ -112,6 +112,46 @@ class Simulator(tf.Module):
                 raise KeyError(f"Unknown simulator parameter {name!r}; known: {self.parameter_names}.")
             self._variables[name].assign(self._bijectors[name].inverse(tf.convert_to_tensor(value, tf.float32)))
 
+    def random_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """A uniformly random psi inside the search box (for random search).
+
+        Components on the simplex (SoftmaxCentered bijector) are drawn from a flat
+        Dirichlet; others uniformly inside their `bounds`. Override for a custom
+        search space.
+
+        Raises:
+          ValueError: when a component has no bounds (naming it).
+        """
+        values = {}
+        for name in self._variables:
+            shape = self.parameter(name).shape
+            if isinstance(self._bijectors[name], tfb.SoftmaxCentered):
+                values[name] = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]).astype(np.float32)
+                continue
+            if name not in self._bounds:
+                raise ValueError(
+                    f"Simulator parameter {name!r} has no bounds; pass bounds=(low, high) to add_parameter "
+                    "to make it searchable."
+                )
+            low, high = self._bounds[name]
+            values[name] = rng.uniform(low, high, size=shape).astype(np.float32)
+        return values
+
+    def unconstrained_vector(self) -> np.ndarray:
+        """All psi variables flattened into one unconstrained vector (for policies over psi)."""
+        return np.concatenate([v.numpy().reshape(-1) for v in self._variables.values()])
+
+    def set_unconstrained_vector(self, vector) -> None:
+        """Inverse of `unconstrained_vector`: assigns every psi variable from one flat vector."""
+        vector = np.asarray(vector, np.float32)
+        offset = 0
+        for variable in self._variables.values():
+            size = int(np.prod(variable.shape))
+            variable.assign(vector[offset : offset + size].reshape(variable.shape))
+            offset += size
+        if offset != vector.size:
+            raise ValueError(f"Expected a psi vector of size {offset}, got {vector.size}.")
+
     def latent_distribution(self):
         """The TFP distribution p(c | psi), built from the current psi (override)."""
         raise NotImplementedError

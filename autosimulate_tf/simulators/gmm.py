@@ -53,8 +53,10 @@ class GaussianMixtureSimulator(Simulator):
             raise ValueError(
                 f"component_classes has {len(component_classes)} entries for {initial_means.shape[0]} means."
             )
-        if noise_scale <= 0:
-            raise ValueError(f"noise_scale={noise_scale} must be > 0.")
+        if not (np.isfinite(noise_scale) and noise_scale > 0):
+            raise ValueError(f"noise_scale={noise_scale} must be a finite number > 0.")
+        if any(label not in range(self.num_classes) for label in component_classes):
+            raise ValueError(f"component_classes={component_classes} must be class indices in [0, {self.num_classes}).")
         self.noise_scale = float(noise_scale)
         self.component_classes = tf.constant(component_classes, dtype=tf.int32)
         self.num_components = initial_means.shape[0]

@@ -127,8 +127,8 @@ def test_constrained_parameters_round_trip():
         ({"initial_means": ((0.0, 1.0, 2.0), (1.0, 2.0, 3.0))}, r"initial_means must have shape \[components, 2\]"),
         ({"initial_means": (0.0, 1.0)}, r"initial_means must have shape \[components, 2\]"),
         ({"component_classes": (0, 1, 1)}, "component_classes has 3 entries for 4 means"),
-        ({"noise_scale": 0.0}, "noise_scale=0.0 must be > 0"),
-        ({"noise_scale": -1.0}, "noise_scale=-1.0 must be > 0"),
+        ({"noise_scale": 0.0}, "noise_scale=0.0 must be a finite number > 0"),
+        ({"noise_scale": -1.0}, "noise_scale=-1.0 must be a finite number > 0"),
         ({"initial_means": ((np.nan, 0.0), (1.0, 1.0)), "component_classes": (0, 1)}, "not finite"),
     ],
 )
@@ -137,14 +137,15 @@ def test_constructor_rejects_bad_arguments_with_a_helpful_message(kwargs, messag
         GaussianMixtureSimulator(**kwargs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: GaussianMixtureSimulator checks `noise_scale <= 0`, which is False for NaN, "
-    "so a NaN noise_scale is accepted and every sampled point is NaN",
-)
-def test_constructor_rejects_nan_noise_scale():
+@pytest.mark.parametrize("noise_scale", [float("nan"), float("inf")])
+def test_constructor_rejects_non_finite_noise_scale(noise_scale):
     with pytest.raises(ValueError, match="noise_scale"):
-        GaussianMixtureSimulator(noise_scale=float("nan"))
+        GaussianMixtureSimulator(noise_scale=noise_scale)
+
+
+def test_constructor_rejects_component_classes_outside_the_classes():
+    with pytest.raises(ValueError, match="component_classes"):
+        GaussianMixtureSimulator(component_classes=(0, 1, 2, 3))
 
 
 def test_points_of_each_component_are_centred_on_its_mean():

@@ -113,7 +113,7 @@ def test_log_prob_is_log_psi_of_the_pool_plus_log_uniform_index():
 
 
 def test_render_looks_up_the_example_at_pool_and_index():
-    names, inputs, labels = pools = xor_pools(pool_size=50)
+    _, inputs, labels = pools = xor_pools(pool_size=50)
     simulator = CategoricalPoolsSimulator(pools=pools)
     latents = simulator.sample_latents(300, seed=SEED)
     pool, index = latents["pool"].numpy(), latents["index"].numpy()

@@ -1,0 +1,69 @@
+"""The comparison entry point: methods x seeds, comparison.json, plots, table."""
+
+import json
+import os
+
+import gin
+from autosimulate_tf.comparison import report
+from autosimulate_tf.comparison.runners import AUTOSIMULATE, METHODS, run_method
+
+
+@gin.configurable
+def run_comparison(
+    root_dir: str,
+    methods=METHODS,
+    seeds=(0, 1, 2),
+    target_accuracy: float = gin.REQUIRED,
+) -> dict:
+    """Runs every method for every seed in this process, one after another.
+
+    Args:
+      root_dir: output folder for `comparison.json`, `runs.json` (full curves) and PNG plots.
+      methods: subset of `("autosimulate", "learning_to_simulate", "random_search", "default")`.
+      seeds: run seeds.
+      target_accuracy: validation accuracy that counts as reaching the target.
+
+    Returns:
+      The dict written to `comparison.json`.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"run_comparison.methods has unknown entries {unknown}; known: {METHODS}.")
+    if not seeds:
+        raise ValueError("run_comparison.seeds must name at least one seed.")
+    if not 0 < target_accuracy <= 1:
+        raise ValueError(f"run_comparison.target_accuracy={target_accuracy} must be in (0, 1].")
+    os.makedirs(root_dir, exist_ok=True)
+    runs = {method: [] for method in methods}
+    for method in methods:
+        for seed in seeds:
+            run = run_method(method, seed, target_accuracy)
+            runs[method].append(run)
+            reached = report.first_reaching(run["curve"], target_accuracy)
+            print(
+                f"{method:<22} seed {seed}: final val {run['curve'][-1]['val_accuracy']:.3f}, "
+                f"{'target at ' + str(reached['samples']) + ' samples' if reached else 'target not reached'}, "
+                f"{run['curve'][-1]['samples']} samples, {run['curve'][-1]['time_s']:.1f}s",
+                flush=True,
+            )
+    summaries = {method: report.summarize_method(method_runs, target_accuracy) for method, method_runs in runs.items()}
+    reference = AUTOSIMULATE if AUTOSIMULATE in summaries else methods[0]
+    ratios = report.ratios_to_reference(summaries, reference)
+    comparison = {
+        "target_accuracy": target_accuracy,
+        "seeds": list(seeds),
+        "reference": reference,
+        "methods": summaries,
+        "ratios_to_reference": ratios,
+        "operative_config": gin.operative_config_str(),
+    }
+    with open(os.path.join(root_dir, "comparison.json"), "w") as f:
+        json.dump(comparison, f, indent=2)
+    with open(os.path.join(root_dir, "runs.json"), "w") as f:
+        json.dump({"target_accuracy": target_accuracy, "seeds": list(seeds), "runs": runs}, f)
+    comparison["plots"] = report.write_plots(root_dir, runs, target_accuracy)
+    table = report.format_table(summaries, ratios, target_accuracy)
+    with open(os.path.join(root_dir, "table.txt"), "w") as f:
+        f.write(table + "\n")
+    print(table)
+    return comparison

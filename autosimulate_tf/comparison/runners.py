@@ -1,0 +1,114 @@
+"""Run every method on one problem with the same accounting.
+
+The problem (simulator, real data, task model, loss) is whatever the gin config
+binds for `AutoSimulateTrainer`, so every method sees the same simulator class and
+initial psi, the same real data and the same model architecture.
+"""
+
+import time
+
+import gin
+from autosimulate_tf.baselines import LearningToSimulate, RandomSearch, ScratchTrainingEvaluator, UntunedDefault
+from autosimulate_tf.baselines.curve import constrained_psi
+from autosimulate_tf.train.trainer import AutoSimulateTrainer
+
+AUTOSIMULATE = "autosimulate"
+METHODS = (AUTOSIMULATE, "learning_to_simulate", "random_search", "default")
+
+
+def make_stopper(target_accuracy: float, max_samples: int, max_time_s: float, stop_at_target: bool):
+    """Returns `should_stop(curve)`: budget exhausted, or target reached when `stop_at_target`."""
+
+    def should_stop(curve) -> bool:
+        last = curve[-1]
+        if last["samples"] >= max_samples or last["time_s"] >= max_time_s:
+            return True
+        return stop_at_target and last["val_accuracy"] >= target_accuracy
+
+    return should_stop
+
+
+def run_autosimulate(seed: int, should_stop, max_outer_iterations: int) -> tuple[list[dict], dict]:
+    """AutoSimulate from the gin-bound trainer; one curve point per outer iteration.
+
+    Returns:
+      `(curve, extras)` with extras holding the median fraction of iteration time
+      spent after inner training (the hypergradient overhead).
+    """
+    trainer = AutoSimulateTrainer(seed=seed)
+    curve, overheads = [], []
+    for _ in range(max_outer_iterations):
+        metrics = trainer.step()
+        overheads.append(metrics["hypergradient_s"] / metrics["iteration_s"])
+        test = trainer.evaluate("test")  # Reporting only: not part of the timed work.
+        curve.append(
+            {
+                "samples": metrics["simulated_samples"],
+                "time_s": metrics["wall_clock_s"],
+                "objective_evaluations": metrics["objective_evaluations"],
+                "model_steps": metrics["inner_steps"],
+                "hvps": metrics["hvp_count"],
+                "val_accuracy": metrics["val_accuracy"],
+                "test_accuracy": test["accuracy"],
+                "psi": constrained_psi(trainer.simulator),
+                "render_s": metrics["render_s"],
+                "inner_s": metrics["inner_s"],
+                "hypergradient_s": metrics["hypergradient_s"],
+            }
+        )
+        if should_stop(curve):
+            break
+    overheads.sort()
+    return curve, {"hypergradient_overhead_fraction": overheads[len(overheads) // 2]}
+
+
+def run_search_method(method: str, seed: int, should_stop) -> tuple[list[dict], dict]:
+    """A baseline scored by scratch training on the gin-bound problem."""
+    # The trainer is built only to read the shared problem definition from gin.
+    problem = AutoSimulateTrainer(seed=seed)
+    evaluator = ScratchTrainingEvaluator(
+        simulator=problem.simulator,
+        real_data=problem.real_data,
+        model_fn=problem.model_fn,
+        num_outputs=problem.num_outputs,
+        loss=problem.loss,
+    )
+    runner = {"learning_to_simulate": LearningToSimulate, "random_search": RandomSearch, "default": UntunedDefault}[
+        method
+    ]
+    return runner().run(problem.simulator, evaluator, seed, should_stop), {}
+
+
+@gin.configurable
+def run_method(
+    method: str,
+    seed: int,
+    target_accuracy: float,
+    max_samples: int = 10**6,
+    max_time_s: float = 600.0,
+    max_outer_iterations: int = 200,
+    stop_at_target: bool = False,
+) -> dict:
+    """Runs one method with one seed under the shared budget.
+
+    Args:
+      method: one of `METHODS`.
+      seed: run seed.
+      target_accuracy: validation accuracy that counts as "reached".
+      max_samples: budget of simulated samples.
+      max_time_s: budget of the method's own wall-clock.
+      max_outer_iterations: AutoSimulate's outer-iteration cap.
+      stop_at_target: stop as soon as the target is reached.
+
+    Returns:
+      `{"curve": [...], "wall_clock_s": total including reporting, **extras}`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not one of {METHODS}.")
+    should_stop = make_stopper(target_accuracy, max_samples, max_time_s, stop_at_target)
+    start = time.perf_counter()
+    if method == AUTOSIMULATE:
+        curve, extras = run_autosimulate(seed, should_stop, max_outer_iterations)
+    else:
+        curve, extras = run_search_method(method, seed, should_stop)
+    return {"curve": curve, "wall_clock_s": time.perf_counter() - start, **extras}
