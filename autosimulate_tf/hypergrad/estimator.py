@@ -99,7 +99,7 @@ def estimate_hypergradient(
     gradients = psi_tape.gradient(surrogate, psi_variables)
     gradients = [
         tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-        for g, v in zip(gradients, psi_variables, strict=False)
+        for g, v in zip(gradients, psi_variables, strict=True)
     ]
 
     inner_gradient = objective.gradient(objective.train_loss, weights, train_inputs, train_labels)

@@ -14,7 +14,7 @@ Vector = Sequence[tf.Tensor]
 
 def dot(a: Vector, b: Vector) -> tf.Tensor:
     """Inner product <a, b> summed over all tensors."""
-    return tf.add_n([tf.reduce_sum(x * y) for x, y in zip(a, b, strict=False)])
+    return tf.add_n([tf.reduce_sum(x * y) for x, y in zip(a, b, strict=True)])
 
 
 def norm(a: Vector) -> tf.Tensor:
@@ -24,12 +24,12 @@ def norm(a: Vector) -> tf.Tensor:
 
 def add(a: Vector, b: Vector) -> list[tf.Tensor]:
     """a + b."""
-    return [x + y for x, y in zip(a, b, strict=False)]
+    return [x + y for x, y in zip(a, b, strict=True)]
 
 
 def subtract(a: Vector, b: Vector) -> list[tf.Tensor]:
     """a - b."""
-    return [x - y for x, y in zip(a, b, strict=False)]
+    return [x - y for x, y in zip(a, b, strict=True)]
 
 
 def as_dtype(alpha, dtype) -> tf.Tensor:
@@ -50,7 +50,7 @@ def scale(alpha, a: Vector) -> list[tf.Tensor]:
 
 def axpy(alpha, x: Vector, y: Vector) -> list[tf.Tensor]:
     """alpha * x + y."""
-    return [as_dtype(alpha, xi.dtype) * xi + yi for xi, yi in zip(x, y, strict=False)]
+    return [as_dtype(alpha, xi.dtype) * xi + yi for xi, yi in zip(x, y, strict=True)]
 
 
 def zeros_like(a: Vector) -> list[tf.Tensor]:
@@ -72,4 +72,4 @@ def unflatten(flat: tf.Tensor, like: Vector) -> list[tf.Tensor]:
     """Inverse of `flatten`: splits `flat` into tensors shaped like `like`."""
     sizes = [x.shape.num_elements() for x in like]
     pieces = tf.split(flat, sizes)
-    return [tf.reshape(p, tf.shape(x)) for p, x in zip(pieces, like, strict=False)]
+    return [tf.reshape(p, tf.shape(x)) for p, x in zip(pieces, like, strict=True)]

@@ -229,7 +229,7 @@ class AutoSimulateTrainer:
             with tf.GradientTape() as inner_tape:
                 loss = self._train_loss_on_variables(tf.gather(inputs, indices), tf.gather(labels, indices))
             gradients = inner_tape.gradient(loss, variables)
-            self.inner_optimizer.apply_gradients(zip(gradients, variables, strict=False))
+            self.inner_optimizer.apply_gradients(zip(gradients, variables, strict=True))
             loss = tf.cast(loss, tf.float32)
         return loss
 
@@ -291,8 +291,8 @@ class AutoSimulateTrainer:
 
         result, finite = self._hypergradient_fn(inputs, labels, latents)
         if bool(finite):
-            self.outer_optimizer.apply_gradients(zip(result.gradients, self.simulator.psi_variables, strict=False))
-            for variable, value in zip(self.previous_direction, result.direction, strict=False):
+            self.outer_optimizer.apply_gradients(zip(result.gradients, self.simulator.psi_variables, strict=True))
+            for variable, value in zip(self.previous_direction, result.direction, strict=True):
                 variable.assign(value)
         else:
             logging.warning("Non-finite hypergradient at iteration %d: psi update skipped.", iteration)

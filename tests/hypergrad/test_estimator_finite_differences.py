@@ -74,7 +74,7 @@ def pretrain(model, objective, inputs, labels, steps=1500):
     @tf.function
     def step():
         gradient = objective.gradient(objective.train_loss, [v.value for v in variables], inputs, labels)
-        optimizer.apply_gradients(zip(gradient, variables, strict=False))
+        optimizer.apply_gradients(zip(gradient, variables, strict=True))
 
     for _ in range(steps):
         step()

@@ -230,7 +230,7 @@ def test_solvers_inside_tf_function_match_eager():
     eager = run_all(rhs, guess)
     graph = tf.function(run_all)(rhs, guess)
     expected = np.linalg.solve(matrix, to_numpy(rhs))
-    for eager_result, graph_result in zip(eager, graph, strict=False):
+    for eager_result, graph_result in zip(eager, graph, strict=True):
         np.testing.assert_allclose(
             to_numpy(graph_result.solution), to_numpy(eager_result.solution), rtol=1e-12, atol=1e-13
         )
