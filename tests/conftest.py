@@ -4,10 +4,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gin
 import pytest
 from absl import flags
-
-import gin
 
 # absl flags must count as parsed before library code reads FLAGS under pytest.
 if not flags.FLAGS.is_parsed():

@@ -9,9 +9,9 @@ gin `ValueError` naming it).
 
 import os
 
+import gin
 import pytest
 
-import gin
 from autosimulate_tf import configs
 
 # A source checkout keeps them in the top-level gin/ folder, an installed wheel in autosimulate_tf/gin/.

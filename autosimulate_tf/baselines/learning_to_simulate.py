@@ -13,11 +13,11 @@ exponential moving average of past rewards, using Adam.
 
 import time
 
+import gin
 import keras
 import numpy as np
 import tensorflow as tf
 
-import gin
 from autosimulate_tf.baselines.curve import add_evaluation, constrained_psi, curve_point, new_totals
 from autosimulate_tf.baselines.scratch_training import evaluation_seed, reward_from
 

@@ -9,9 +9,9 @@ The untuned default scores the simulator's initial psi once: what a practitioner
 gets without tuning.
 """
 
+import gin
 import numpy as np
 
-import gin
 from autosimulate_tf.baselines.curve import add_evaluation, constrained_psi, curve_point, new_totals
 from autosimulate_tf.baselines.scratch_training import evaluation_seed
 

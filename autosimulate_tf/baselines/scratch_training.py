@@ -13,11 +13,11 @@ weights re-initialised and optimizer slots zeroed, so no method pays for
 
 import time
 
+import gin
 import keras
 import numpy as np
 import tensorflow as tf
 
-import gin
 from autosimulate_tf.data import pipeline
 from autosimulate_tf.models import losses
 

@@ -4,6 +4,7 @@ import json
 import os
 
 import gin
+
 from autosimulate_tf.comparison import report
 from autosimulate_tf.comparison.runners import AUTOSIMULATE, METHODS, run_method
 

@@ -8,6 +8,7 @@ initial psi, the same real data and the same model architecture.
 import time
 
 import gin
+
 from autosimulate_tf.baselines import LearningToSimulate, RandomSearch, ScratchTrainingEvaluator, UntunedDefault
 from autosimulate_tf.baselines.curve import constrained_psi
 from autosimulate_tf.train.trainer import AutoSimulateTrainer

@@ -5,9 +5,8 @@ The test split is never used for optimisation, only for reporting.
 
 from typing import NamedTuple
 
-import numpy as np
-
 import gin
+import numpy as np
 
 XOR_MEANS = np.array([[2.0, 2.0], [-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0]], dtype=np.float32)
 XOR_CLASSES = np.array([0, 0, 1, 1], dtype=np.int32)

@@ -18,9 +18,9 @@ All of them work eagerly and inside `tf.function`.
 
 from typing import NamedTuple
 
+import gin
 import tensorflow as tf
 
-import gin
 from autosimulate_tf.hypergrad import tree_math
 
 

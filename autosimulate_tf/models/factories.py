@@ -8,9 +8,8 @@ are reproducible without touching global random state.
 
 from collections.abc import Sequence
 
-import keras
-
 import gin
+import keras
 
 
 def _initializer(seed: int, index: int) -> keras.initializers.Initializer:

@@ -7,11 +7,11 @@ of the latent, `log p(c | psi)` carries the dependence on the means, and the
 renderer itself is never differentiated.
 """
 
+import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-import gin
 from autosimulate_tf.simulators.base import Simulator
 
 tfd = tfp.distributions

@@ -5,11 +5,11 @@ shifted inputs); the known optimum puts all mass on the clean pools. A latent is
 `(pool, index)`, rendering looks the example up.
 """
 
+import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-import gin
 from autosimulate_tf.data.real import sample_xor_mixture
 from autosimulate_tf.simulators.base import Simulator
 

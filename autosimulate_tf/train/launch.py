@@ -15,10 +15,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gin
 import tensorflow as tf
 from absl import app, flags, logging
 
-import gin
 from autosimulate_tf import configs
 from autosimulate_tf.train.loop import train_autosimulate
 

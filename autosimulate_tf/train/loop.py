@@ -3,10 +3,10 @@
 import json
 import os
 
+import gin
 import tensorflow as tf
 from absl import logging
 
-import gin
 from autosimulate_tf.train.trainer import AutoSimulateTrainer
 
 SUMMARY_SCALARS = (

@@ -14,12 +14,12 @@ restored from a checkpoint replays exactly what an uninterrupted run would do.
 
 import time
 
+import gin
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-import gin
 from autosimulate_tf.data import pipeline
 from autosimulate_tf.hypergrad import curvature as curvature_lib
 from autosimulate_tf.hypergrad import estimator, influence, solvers, tree_math

@@ -13,12 +13,12 @@ and that psi moved.
 import json
 import threading
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-import gin
 from autosimulate_tf import configs  # noqa: F401  (registers every library configurable)
 from autosimulate_tf.data import keep_valid, render_latents
 from autosimulate_tf.simulators import Simulator

@@ -1,0 +1,123 @@
+"""compare.py on a tiny budget: structure and accounting of comparison.json (not the ratios)."""
+
+import json
+import os
+
+import gin
+import pytest
+
+from autosimulate_tf import configs
+from autosimulate_tf.comparison import report, run_comparison
+
+COMPARE_FILES = [path for path in configs.shipped_gin_files() if os.path.basename(path).startswith("compare_")]
+M = 100  # samples per baseline evaluation
+STEPS = 20  # training steps per baseline evaluation
+N = 40  # AutoSimulate samples per outer iteration
+TINY = [
+    "run_comparison.seeds = (0, 1)",
+    "run_comparison.target_accuracy = 0.55",
+    "run_method.max_samples = 400",
+    "run_method.max_outer_iterations = 3",
+    "run_method.stop_at_target = False",
+    f"ScratchTrainingEvaluator.num_samples = {M}",
+    f"ScratchTrainingEvaluator.num_steps = {STEPS}",
+    f"AutoSimulateTrainer.num_samples = {N}",
+    "AutoSimulateTrainer.num_initial_inner_steps = 10",
+    "AutoSimulateTrainer.num_inner_steps = 5",
+    "LearningToSimulate.num_policy_samples = 2",
+]
+
+
+def test_shipped_compare_configs_exist():
+    assert {os.path.basename(path) for path in COMPARE_FILES} >= {"compare_gmm.gin", "compare_pools.gin"}
+
+
+@pytest.mark.parametrize("gin_path", COMPARE_FILES, ids=os.path.basename)
+def test_tiny_comparison_writes_consistent_accounting(gin_path, tmp_path):
+    gin.clear_config()
+    configs.parse_gin([gin_path], TINY)
+    comparison = run_comparison(root_dir=str(tmp_path))
+    on_disk = json.loads((tmp_path / "comparison.json").read_text())
+    runs = json.loads((tmp_path / "runs.json").read_text())["runs"]
+    assert set(on_disk["methods"]) == {"autosimulate", "learning_to_simulate", "random_search", "default"}
+    assert on_disk["reference"] == "autosimulate"
+    assert set(on_disk["ratios_to_reference"]) == {"learning_to_simulate", "random_search", "default"}
+    for method, summary in on_disk["methods"].items():
+        for key in (
+            "samples_to_target",
+            "time_to_target_s",
+            "objective_evals_to_target",
+            "final_val_accuracy",
+            "final_test_accuracy",
+            "fraction_reaching_target",
+        ):
+            assert key in summary, (method, key)
+        assert len(summary["seeds"]) == 2
+        assert 0.0 <= summary["final_test_accuracy"] <= 1.0
+
+    # AutoSimulate: N samples, one objective evaluation and >= 1 HVP per outer iteration; capped at 3 iterations.
+    for run in runs["autosimulate"]:
+        for index, point in enumerate(run["curve"], start=1):
+            assert point["samples"] == N * index
+            assert point["objective_evaluations"] == index
+            assert point["model_steps"] == 10 + 5 * (index - 1)
+            assert point["hvps"] >= 2 * index
+        assert len(run["curve"]) == 3
+        assert 0.0 < run["hypergradient_overhead_fraction"] < 1.0
+
+    # Search baselines: every evaluation costs M samples and STEPS steps, no HVPs; they stop at the sample budget.
+    for method in ("learning_to_simulate", "random_search"):
+        for run in runs[method]:
+            for index, point in enumerate(run["curve"], start=1):
+                assert point["samples"] == M * index
+                assert point["model_steps"] == STEPS * index
+                assert point["objective_evaluations"] == index
+                assert point["hvps"] == 0
+            assert run["curve"][-1]["samples"] == 400
+            # Best-so-far accuracy never decreases.
+            accuracies = [point["val_accuracy"] for point in run["curve"]]
+            assert accuracies == sorted(accuracies)
+    for run in runs["default"]:
+        assert len(run["curve"]) == 1 and run["curve"][0]["samples"] == M
+
+    for name in ("accuracy_vs_samples.png", "accuracy_vs_time.png", "psi_trajectories.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    assert "autosimulate" in (tmp_path / "table.txt").read_text()
+    assert comparison["methods"] == on_disk["methods"]
+
+
+def curve(values, samples_per_point=100, seconds_per_point=1.0):
+    return {
+        "curve": [
+            {
+                "samples": samples_per_point * (i + 1),
+                "time_s": seconds_per_point * (i + 1),
+                "objective_evaluations": i + 1,
+                "model_steps": 10 * (i + 1),
+                "hvps": 0,
+                "val_accuracy": v,
+                "test_accuracy": v,
+                "psi": {},
+            }
+            for i, v in enumerate(values)
+        ]
+    }
+
+
+def test_costs_to_target_medians_and_censored_ratios():
+    target = 0.9
+    reference = [curve([0.5, 0.95]), curve([0.5, 0.6, 0.92]), curve([0.91])]  # 200, 300, 100 samples -> median 200
+    slow = [curve([0.5] * 9 + [0.95]), curve([0.5] * 20), curve([0.5] * 4 + [0.9])]  # 1000, never, 500 -> median 1000
+    never = [curve([0.5] * 30), curve([0.5] * 30), curve([0.95])]  # median is a never-reached run
+    summaries = {
+        name: report.summarize_method(runs, target)
+        for name, runs in (("autosimulate", reference), ("slow", slow), ("never", never))
+    }
+    assert summaries["autosimulate"]["samples_to_target"] == 200
+    assert summaries["slow"]["samples_to_target"] == 1000
+    assert summaries["slow"]["fraction_reaching_target"] == pytest.approx(2 / 3)
+    assert summaries["never"]["samples_to_target"] is None
+    assert summaries["never"]["samples_to_target_lower_bound"] == 3000
+    ratios = report.ratios_to_reference(summaries, "autosimulate")
+    assert ratios["slow"]["samples_to_target"] == pytest.approx(5.0)
+    assert ratios["never"]["samples_to_target"] == ">= 15"
