@@ -12,6 +12,7 @@ wrongly shaped output is marked invalid; the trainer drops it from both the
 training data and the score term.
 """
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -27,47 +28,95 @@ class RenderedData(NamedTuple):
     valid: tf.Tensor
 
 
-def _numpy_render_fn(simulator):
-    """Wraps `simulator.render` so that a failing sample yields `valid=False` instead of raising."""
+class RenderTimeoutError(RuntimeError):
+    """A render took longer than `render_timeout_s`."""
+
+
+def call_with_timeout(function, argument, timeout_s: float | None):
+    """`function(argument)`, raising `RenderTimeoutError` after `timeout_s` seconds.
+
+    A Python thread cannot be killed: a hung render is abandoned (daemon thread)
+    and its sample counted as failed. Renderers that can hang for good belong in a
+    process-based backend.
+    """
+    if timeout_s is None:
+        return function(argument)
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = function(argument)
+        except BaseException as error:  # Re-raised in the caller's thread.
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise RenderTimeoutError(f"render did not finish within render_timeout_s={timeout_s}")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def check_rendered(simulator, observation, label) -> str | None:
+    """Why a rendered `(observation, label)` is unusable, or None when it is fine."""
+    expected = (tuple(simulator.observation_shape), tuple(simulator.label_shape))
+    if observation.shape != expected[0] or label.shape != expected[1]:
+        return (
+            f"{type(simulator).__name__}.render returned observation shape {observation.shape} and label shape "
+            f"{label.shape}; the simulator declares observation_shape={expected[0]}, label_shape={expected[1]}"
+        )
+    if not (np.all(np.isfinite(observation)) and np.all(np.isfinite(label))):
+        return f"{type(simulator).__name__}.render returned non-finite values"
+    return None
+
+
+def render_one_numpy(simulator, latent, timeout_s: float | None = None):
+    """Renders one latent with a Python/numpy renderer.
+
+    Returns:
+      `(observation, label, reason)`; reason is None for a usable sample,
+      otherwise why it is not (exception, timeout, shape, non-finite).
+    """
     observation_shape = tuple(simulator.observation_shape)
     label_shape = tuple(simulator.label_shape)
+    zeros = (np.zeros(observation_shape, simulator.observation_dtype), np.zeros(label_shape, simulator.label_dtype))
+    try:
+        observation, label = call_with_timeout(simulator.render, latent, timeout_s)
+        observation = np.asarray(observation, dtype=simulator.observation_dtype)
+        label = np.asarray(label, dtype=simulator.label_dtype)
+    except Exception as error:  # A user renderer may raise anything.
+        return (*zeros, f"{type(simulator).__name__}.render raised {error!r}")
+    reason = check_rendered(simulator, observation, label)
+    if reason is not None:
+        return (*zeros, reason)
+    return observation, label, None
+
+
+def _numpy_render_fn(simulator, structure, timeout_s):
+    """A `tf.numpy_function` body: one flat latent in, `(observation, label, valid)` out."""
 
     def render_one(*flat_latent):
-        latent = tf.nest.pack_sequence_as(render_one.structure, list(flat_latent))
-        zeros = (np.zeros(observation_shape, simulator.observation_dtype), np.zeros(label_shape, simulator.label_dtype))
-        try:
-            observation, label = simulator.render(latent)
-            observation = np.asarray(observation, dtype=simulator.observation_dtype)
-            label = np.asarray(label, dtype=simulator.label_dtype)
-        except Exception as error:
-            logging.log_every_n(logging.WARNING, "render raised %r; sample dropped.", 100, error)
-            return (*zeros, np.bool_(False))
-        if observation.shape != observation_shape or label.shape != label_shape:
-            logging.log_every_n(
-                logging.WARNING,
-                "render returned shapes %s/%s, expected %s/%s; sample dropped.",
-                100,
-                observation.shape,
-                label.shape,
-                observation_shape,
-                label_shape,
-            )
-            return (*zeros, np.bool_(False))
-        finite = np.all(np.isfinite(observation)) and np.all(np.isfinite(label))
-        if not finite:
-            return (*zeros, np.bool_(False))
-        return observation, label, np.bool_(True)
+        latent = tf.nest.pack_sequence_as(structure, list(flat_latent))
+        observation, label, reason = render_one_numpy(simulator, latent, timeout_s)
+        if reason is not None:
+            logging.log_every_n(logging.WARNING, "%s; sample dropped.", 100, reason)
+        return observation, label, np.bool_(reason is None)
 
     return render_one
 
 
-def render_latents(simulator, latents, num_parallel_calls: int = tf.data.AUTOTUNE) -> RenderedData:
+def render_latents(
+    simulator, latents, num_parallel_calls: int = tf.data.AUTOTUNE, render_timeout_s: float | None = None
+) -> RenderedData:
     """Renders a batch of latents into a `RenderedData` (eagerly, off any tape).
 
     Args:
       simulator: a `Simulator`.
       latents: a batch of latents as returned by `simulator.sample_latents`.
       num_parallel_calls: parallelism of the render map.
+      render_timeout_s: a Python render taking longer counts as failed (None: no limit).
 
     Returns:
       `RenderedData` with one row per latent, in latent order.
@@ -92,8 +141,7 @@ def render_latents(simulator, latents, num_parallel_calls: int = tf.data.AUTOTUN
             return observation, label, valid
 
     else:
-        numpy_render = _numpy_render_fn(simulator)
-        numpy_render.structure = latents
+        numpy_render = _numpy_render_fn(simulator, latents, render_timeout_s)
 
         def render_one(latent):
             observation, label, valid = tf.numpy_function(
@@ -124,3 +172,34 @@ def keep_valid(rendered: RenderedData, latents):
         kept_latents,
         num_dropped,
     )
+
+
+def preflight_render(simulator, seed, num_samples: int = 8, render_timeout_s: float | None = None) -> None:
+    """Renders a few samples up front so a broken simulator fails before any expensive work.
+
+    Only a simulator for which *every* preflight sample is unusable fails here; an
+    occasional failure is the job of the per-sample dropping in `render_latents`.
+
+    Raises:
+      ValueError: naming the simulator and the first reason (exception, shape
+        mismatch with `observation_shape`, non-finite output).
+    """
+    latents = simulator.sample_latents(num_samples, seed=seed)
+    if simulator.render_with_tf_ops:
+        try:
+            rendered = render_latents(simulator, latents)
+        except (tf.errors.OpError, ValueError, TypeError) as error:
+            raise ValueError(f"{type(simulator).__name__}.render failed on preflight samples: {error}") from error
+        if not bool(tf.reduce_any(rendered.valid)):
+            raise ValueError(
+                f"{type(simulator).__name__}.render returned non-finite values for every preflight sample."
+            )
+        return
+    reasons = []
+    for index in range(num_samples):
+        latent = tf.nest.map_structure(lambda t, i=index: t[i].numpy(), latents)
+        _, _, reason = render_one_numpy(simulator, latent, render_timeout_s)
+        if reason is None:
+            return
+        reasons.append(reason)
+    raise ValueError(f"All {num_samples} preflight renders failed; first: {reasons[0]}.")

@@ -20,7 +20,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from autosimulate_tf import configs
-from autosimulate_tf.train.loop import train_autosimulate
+from autosimulate_tf.train.loop import RunInterruptedError, train_autosimulate
+from autosimulate_tf.train.trainer import SimulatorFailureError
 
 flags.DEFINE_string(
     "root_dir", None, "Output folder (checkpoints, summaries, results.json). Default: runs/<config>-<time>."
@@ -59,8 +60,15 @@ def main(argv) -> None:
     print(f"AutoSimulate run in {root_dir} (config: {', '.join(FLAGS.gin_file)}; parsed config in parsed_config.gin)")
     try:
         results = train_autosimulate(root_dir=root_dir)
-    except ValueError as error:
-        # Configuration values checked when the trainer is built (they name the setting).
+    except RunInterruptedError as error:
+        print(str(error), file=sys.stderr)
+        sys.exit(130)
+    except SimulatorFailureError as error:
+        print(f"Simulator failure: {error}", file=sys.stderr)
+        sys.exit(3)
+    except (ValueError, RuntimeError) as error:
+        # Configuration values checked when the trainer is built (they name the setting), and gin's
+        # "required binding not provided" errors.
         print(f"Configuration error: {error}", file=sys.stderr)
         sys.exit(2)
     print("Found simulator parameters (constrained):")

@@ -2,12 +2,57 @@
 
 import json
 import os
+import signal
 
 import gin
 import tensorflow as tf
 from absl import logging
 
-from autosimulate_tf.train.trainer import AutoSimulateTrainer
+from autosimulate_tf.train.trainer import AutoSimulateTrainer, SimulatorFailureError
+
+
+class RunInterruptedError(RuntimeError):
+    """The run was stopped by SIGINT (Ctrl-C) after saving a checkpoint."""
+
+
+class _InterruptFlag:
+    """Turns the first SIGINT into a flag checked between outer iterations.
+
+    Stopping between iterations keeps the saved state consistent (an interrupt in
+    the middle of a step could leave psi updated but the counters not). A second
+    Ctrl-C falls back to Python's default and stops at once.
+    """
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # Not the main thread: signals cannot be caught here.
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.raised = True
+        print("\nInterrupt received: finishing this outer iteration, then saving a checkpoint.", flush=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def write_json_atomically(path: str, value) -> None:
+    """Writes JSON to a temporary file and renames it, so a kill never leaves half a file."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(temporary, "w") as f:
+        json.dump(value, f, indent=2, sort_keys=True)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
 
 SUMMARY_SCALARS = (
     "val_loss",
@@ -32,8 +77,10 @@ SUMMARY_SCALARS = (
 def write_operative_config(root_dir: str, writer=None) -> None:
     """Writes gin's operative config (only what actually ran) to root_dir and TensorBoard."""
     config = gin.operative_config_str()
-    with tf.io.gfile.GFile(os.path.join(root_dir, "operative_config.gin"), "w") as f:
+    path = os.path.join(root_dir, "operative_config.gin")
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
         f.write(config)
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
     if writer is not None:
         with writer.as_default():
             # Markdown code block keeps gin's layout readable in TensorBoard's text tab.
@@ -56,8 +103,10 @@ def _progress_line(metrics: dict, total: int) -> str:
         f"val_loss {metrics['val_loss']:.4f} | |hypergrad| {metrics['hypergradient_norm']:.3g} "
         f"| solver res {metrics['solver_residual']:.3g} it {int(metrics['solver_iterations'])}"
         f"{' NEG-CURV' if metrics['negative_curvature'] else ''} "
-        f"| |inner grad| {metrics['inner_gradient_norm']:.3g} | samples {metrics['simulated_samples']} "
-        f"| {metrics['wall_clock_s']:.1f}s"
+        f"| |inner grad| {metrics['inner_gradient_norm']:.3g} | samples {metrics['simulated_samples']}"
+        f"{' (dropped ' + str(metrics['dropped_samples']) + ')' if metrics['dropped_samples'] else ''}"
+        f"{' | skipped updates ' + str(metrics['skipped_updates']) if metrics['skipped_updates'] else ''}"
+        f" | {metrics['wall_clock_s']:.1f}s"
     )
 
 
@@ -105,6 +154,11 @@ def train_autosimulate(
 
     Returns:
       The dict written to `<root_dir>/results.json`.
+
+    Raises:
+      SimulatorFailureError: too many renders failed in one outer iteration; the
+        last good state is checkpointed first.
+      RunInterruptedError: SIGINT; a checkpoint is saved first.
     """
     for name, value in (
         ("num_outer_iterations", num_outer_iterations),
@@ -125,21 +179,31 @@ def train_autosimulate(
         print(f"Resuming from {manager.latest_checkpoint} at outer iteration {int(trainer.iteration.numpy())}.")
     writer = tf.summary.create_file_writer(os.path.join(root_dir, "train"))
 
-    while int(trainer.iteration.numpy()) < num_outer_iterations:
-        metrics = trainer.step()
-        iteration = metrics["iteration"]
-        if history is not None:
-            history.append(metrics)
-        _write_summaries(writer, trainer, metrics)
-        if iteration == 1 or not os.path.exists(os.path.join(root_dir, "operative_config.gin")):
-            write_operative_config(root_dir, writer)
-        if iteration % log_interval == 0 or iteration == num_outer_iterations:
-            print(_progress_line(metrics, num_outer_iterations), flush=True)
-        if iteration % checkpoint_interval == 0 or iteration == num_outer_iterations:
-            manager.save(checkpoint_number=iteration)
+    with _InterruptFlag() as interrupt:
+        while int(trainer.iteration.numpy()) < num_outer_iterations:
+            try:
+                metrics = trainer.step()
+            except SimulatorFailureError as error:
+                path = manager.save(checkpoint_number=int(trainer.iteration.numpy()))
+                raise SimulatorFailureError(f"{error} Last good state saved to {path}.") from error
+            iteration = metrics["iteration"]
+            if history is not None:
+                history.append(metrics)
+            _write_summaries(writer, trainer, metrics)
+            if iteration == 1 or not os.path.exists(os.path.join(root_dir, "operative_config.gin")):
+                write_operative_config(root_dir, writer)
+            if iteration % log_interval == 0 or iteration == num_outer_iterations:
+                print(_progress_line(metrics, num_outer_iterations), flush=True)
+            if iteration % checkpoint_interval == 0 or iteration == num_outer_iterations or interrupt.raised:
+                manager.save(checkpoint_number=iteration)
+            if interrupt.raised:
+                writer.flush()
+                raise RunInterruptedError(
+                    f"Interrupted after outer iteration {iteration}; checkpoint saved in {root_dir}/checkpoints. "
+                    f"Resume by running the same command again with --root_dir={root_dir}."
+                )
     writer.flush()
 
     results = final_results(trainer)
-    with tf.io.gfile.GFile(os.path.join(root_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True)
+    write_json_atomically(os.path.join(root_dir, "results.json"), results)
     return results

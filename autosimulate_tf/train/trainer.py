@@ -33,12 +33,17 @@ for _optimizer in (keras.optimizers.Adam, keras.optimizers.SGD, keras.optimizers
 
 COUNTERS = (
     "simulated_samples",
+    "nonfinite_inner_gradients",
     "dropped_samples",
     "inner_steps",
     "hvp_count",
     "objective_evaluations",
     "skipped_updates",
 )
+
+
+class SimulatorFailureError(RuntimeError):
+    """Too many renders of one outer iteration failed (above `max_failure_rate`)."""
 
 
 def _check(condition: bool, message: str) -> None:
@@ -68,6 +73,8 @@ class AutoSimulateTrainer:
         solver=solvers.conjugate_gradient,
         baseline: str = influence.LEAVE_ONE_OUT,
         warm_start_solver: bool = True,
+        max_failure_rate: float = 0.5,
+        render_timeout_s: float | None = None,
         seed: int = 0,
     ):
         """Args:
@@ -90,6 +97,10 @@ class AutoSimulateTrainer:
         solver: a solver function from `autosimulate_tf.hypergrad.solvers`.
         baseline: `"leave_one_out"` or `"none"`.
         warm_start_solver: start each solve from the previous `z`.
+        max_failure_rate: stop the run (after checkpointing the last good state)
+          when more than this fraction of one iteration's renders fail.
+        render_timeout_s: a Python render taking longer counts as failed
+          (None: no limit).
         seed: experiment seed; every random draw (and the model's initial
           weights) derives from it statelessly.
         """
@@ -111,6 +122,14 @@ class AutoSimulateTrainer:
             f"AutoSimulateTrainer.baseline={baseline!r} is not one of {influence.BASELINES}.",
         )
         _check(callable(solver), f"AutoSimulateTrainer.solver={solver!r} is not a solver function.")
+        _check(
+            0.0 < max_failure_rate <= 1.0,
+            f"AutoSimulateTrainer.max_failure_rate={max_failure_rate} must be in (0, 1].",
+        )
+        _check(
+            render_timeout_s is None or render_timeout_s > 0,
+            f"AutoSimulateTrainer.render_timeout_s={render_timeout_s} must be > 0 (or None).",
+        )
         losses.check_loss_name(loss)
         self.simulator = simulator
         self.real_data = real_data
@@ -124,6 +143,8 @@ class AutoSimulateTrainer:
         self.solver = solver
         self.baseline = baseline
         self.warm_start_solver = bool(warm_start_solver)
+        self.max_failure_rate = float(max_failure_rate)
+        self.render_timeout_s = render_timeout_s
         self.seed = int(seed)
 
         num_outputs = simulator.num_classes if simulator.num_classes else int(np.prod(simulator.label_shape or (1,)))
@@ -132,6 +153,8 @@ class AutoSimulateTrainer:
         # The experiment seed also seeds the model's initial weights.
         self.model = model_fn(input_shape=tuple(simulator.observation_shape), num_outputs=num_outputs, seed=seed)
         self._check_shapes()
+        # A simulator that cannot render at all fails here, before any training.
+        pipeline.preflight_render(simulator, tf.constant([self.seed, 1]), render_timeout_s=render_timeout_s)
         self.objective = TaskObjective(self.model, loss, weight_decay)
         self.inner_optimizer = inner_optimizer() if inner_optimizer else keras.optimizers.Adam(1e-2)
         self.outer_optimizer = outer_optimizer() if outer_optimizer else keras.optimizers.Adam(5e-2)
@@ -218,6 +241,7 @@ class AutoSimulateTrainer:
         num_examples = tf.shape(inputs)[0]
         variables = self.model.trainable_variables
         loss = tf.constant(np.nan, tf.float32)
+        nonfinite = tf.constant(0, tf.int64)
         for step in tf.range(num_steps):
             indices = tf.random.stateless_uniform(
                 [self.inner_batch_size],
@@ -229,9 +253,13 @@ class AutoSimulateTrainer:
             with tf.GradientTape() as inner_tape:
                 loss = self._train_loss_on_variables(tf.gather(inputs, indices), tf.gather(labels, indices))
             gradients = inner_tape.gradient(loss, variables)
+            finite = tree_math.all_finite(gradients)
+            # A non-finite minibatch gradient is replaced by zeros, so theta never becomes non-finite.
+            gradients = [tf.where(finite, g, tf.zeros_like(g)) for g in gradients]
+            nonfinite += tf.cast(tf.logical_not(finite), tf.int64)
             self.inner_optimizer.apply_gradients(zip(gradients, variables, strict=True))
             loss = tf.cast(loss, tf.float32)
-        return loss
+        return loss, nonfinite
 
     def _hypergradient(self, inputs, labels, latents):
         """Steps 3-6 without the update: returns the estimate and whether it is finite."""
@@ -274,33 +302,35 @@ class AutoSimulateTrainer:
         sample_seed, inner_seed = self._iteration_seeds(iteration)
 
         latents = self.simulator.sample_latents(self.num_samples, seed=sample_seed)
-        rendered = pipeline.render_latents(self.simulator, latents)
+        rendered = pipeline.render_latents(self.simulator, latents, render_timeout_s=self.render_timeout_s)
         inputs, labels, latents, num_dropped = pipeline.keep_valid(rendered, latents)
         inputs = tf.cast(inputs, self.model.inputs[0].dtype)
         num_kept = int(inputs.shape[0])
-        if num_kept < 2:
-            raise RuntimeError(
-                f"Only {num_kept} of {self.num_samples} rendered samples were valid at iteration {iteration}; "
-                "the simulator's render is failing."
+        if num_dropped > self.max_failure_rate * self.num_samples or num_kept < 2:
+            # Raised before any state changes: the trainer still holds the last good state.
+            raise SimulatorFailureError(
+                f"{num_dropped} of {self.num_samples} renders failed at outer iteration {iteration + 1}, above "
+                f"AutoSimulateTrainer.max_failure_rate={self.max_failure_rate}."
             )
         render_done = time.perf_counter()
 
         num_steps = self.num_initial_inner_steps if iteration == 0 else self.num_inner_steps
-        inner_loss = self._inner_train_fn(inputs, labels, tf.constant(num_steps), inner_seed)
+        inner_loss, nonfinite_inner = self._inner_train_fn(inputs, labels, tf.constant(num_steps), inner_seed)
         inner_done = time.perf_counter()
 
         result, finite = self._hypergradient_fn(inputs, labels, latents)
-        if bool(finite):
-            self.outer_optimizer.apply_gradients(zip(result.gradients, self.simulator.psi_variables, strict=True))
+        updated = bool(finite) and self._update_psi(result.gradients)
+        if updated:
             for variable, value in zip(self.previous_direction, result.direction, strict=True):
                 variable.assign(value)
         else:
-            logging.warning("Non-finite hypergradient at iteration %d: psi update skipped.", iteration)
+            logging.warning("Non-finite hypergradient or psi at outer iteration %d: psi update skipped.", iteration + 1)
             self.counters["skipped_updates"].assign_add(1)
         hypergradient_done = time.perf_counter()
 
         self.counters["simulated_samples"].assign_add(self.num_samples)
         self.counters["dropped_samples"].assign_add(num_dropped)
+        self.counters["nonfinite_inner_gradients"].assign_add(int(nonfinite_inner))
         self.counters["inner_steps"].assign_add(num_steps)
         self.counters["hvp_count"].assign_add(int(result.diagnostics["hvp_count"]))
         self.counters["objective_evaluations"].assign_add(1)
@@ -316,7 +346,7 @@ class AutoSimulateTrainer:
             val_loss=validation["loss"],
             val_accuracy=validation["accuracy"],
             num_dropped=num_dropped,
-            update_skipped=not bool(finite),
+            update_skipped=not updated,
             render_s=render_done - start,
             inner_s=inner_done - render_done,
             hypergradient_s=hypergradient_done - inner_done,
@@ -325,6 +355,18 @@ class AutoSimulateTrainer:
         metrics.update({name: int(variable.numpy()) for name, variable in self.counters.items()})
         metrics["wall_clock_s"] = float(self.wall_clock_s.numpy())
         return metrics
+
+    def _update_psi(self, gradients) -> bool:
+        """Applies the outer step; undoes it if psi became non-finite. Returns whether it stuck."""
+        previous = [v.numpy() for v in self.simulator.psi_variables]
+        self.outer_optimizer.apply_gradients(zip(gradients, self.simulator.psi_variables, strict=True))
+        if all(np.all(np.isfinite(v.numpy())) for v in self.simulator.psi_variables) and all(
+            np.all(np.isfinite(value)) for value in self.simulator.constrained_parameters().values()
+        ):
+            return True
+        for variable, value in zip(self.simulator.psi_variables, previous, strict=True):
+            variable.assign(value)
+        return False
 
     def constrained_psi(self) -> dict:
         """psi as constrained values, JSON-ready lists, by name."""

@@ -1,0 +1,124 @@
+"""A fault-injecting wrapper: make any simulator raise, emit NaN/Inf, mis-shape or hang.
+
+For the library's reliability tests and for users' own smoke tests:
+
+    FaultInjectingSimulator.simulator = @GaussianMixtureSimulator()
+    FaultInjectingSimulator.raise_rate = 0.05
+    FaultInjectingSimulator.nan_rate = 0.05
+    AutoSimulateTrainer.simulator = @FaultInjectingSimulator()
+
+Whether a sample fails is a deterministic function of its latent values and
+`seed`, so a faulty run is exactly reproducible (and restartable).
+"""
+
+import hashlib
+import time
+
+import gin
+import numpy as np
+
+from autosimulate_tf.simulators.base import Simulator
+
+FAULT_KINDS = ("raise", "nan", "inf", "wrong_shape", "hang")
+
+
+class InjectedRenderError(RuntimeError):
+    """The error a `FaultInjectingSimulator` raises on purpose."""
+
+
+@gin.configurable
+class FaultInjectingSimulator(Simulator):
+    """Wraps a simulator; shares its psi and latent distribution, corrupts some renders."""
+
+    render_with_tf_ops = False  # Faults (exceptions, sleeps) need the Python render path.
+
+    def __init__(
+        self,
+        simulator=gin.REQUIRED,
+        raise_rate: float = 0.0,
+        nan_rate: float = 0.0,
+        inf_rate: float = 0.0,
+        wrong_shape_rate: float = 0.0,
+        hang_rate: float = 0.0,
+        hang_s: float = 5.0,
+        seed: int = 0,
+        name: str = "fault_injecting",
+    ):
+        """Args:
+        simulator: the simulator to wrap.
+        raise_rate: probability a render raises `InjectedRenderError`.
+        nan_rate: probability the observation is all NaN.
+        inf_rate: probability the observation contains +Inf.
+        wrong_shape_rate: probability the observation has an extra row.
+        hang_rate: probability the render sleeps `hang_s` seconds first (a hang,
+          caught by the pipeline's `render_timeout_s`).
+        hang_s: length of a hang.
+        seed: salt of the deterministic per-latent fault decision.
+        name: module name.
+        """
+        super().__init__(name=name)
+        rates = {
+            "raise": raise_rate,
+            "nan": nan_rate,
+            "inf": inf_rate,
+            "wrong_shape": wrong_shape_rate,
+            "hang": hang_rate,
+        }
+        for kind, rate in rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"FaultInjectingSimulator.{kind}_rate={rate} must be in [0, 1].")
+        if sum(rates.values()) > 1.0:
+            raise ValueError(f"FaultInjectingSimulator rates sum to {sum(rates.values())} > 1.")
+        self.wrapped = simulator
+        self.rates = rates
+        self.hang_s = float(hang_s)
+        self.seed = int(seed)
+        # Share psi: the wrapper is the same simulator as far as the optimiser is concerned.
+        self._variables = simulator._variables
+        self._bijectors = simulator._bijectors
+        self._bounds = simulator._bounds
+        self.observation_shape = tuple(simulator.observation_shape)
+        self.observation_dtype = simulator.observation_dtype
+        self.label_shape = tuple(simulator.label_shape)
+        self.label_dtype = simulator.label_dtype
+        self.num_classes = simulator.num_classes
+
+    def latent_distribution(self):
+        """The wrapped simulator's p(c | psi)."""
+        return self.wrapped.latent_distribution()
+
+    def random_parameters(self, rng):
+        """The wrapped simulator's search space."""
+        return self.wrapped.random_parameters(rng)
+
+    def fault_for(self, latent) -> str | None:
+        """The fault this latent triggers (deterministic), or None."""
+        digest = hashlib.sha256(str(self.seed).encode())
+        for key in sorted(latent) if isinstance(latent, dict) else [None]:
+            value = latent[key] if key is not None else latent
+            digest.update(np.ascontiguousarray(np.asarray(value)).tobytes())
+        uniform = int.from_bytes(digest.digest()[:8], "little") / 2.0**64
+        threshold = 0.0
+        for kind in FAULT_KINDS:
+            threshold += self.rates[kind]
+            if uniform < threshold:
+                return kind
+        return None
+
+    def render(self, latent):
+        """The wrapped render, corrupted for the latents `fault_for` selects."""
+        fault = self.fault_for(latent)
+        if fault == "raise":
+            raise InjectedRenderError("injected render failure")
+        if fault == "hang":
+            time.sleep(self.hang_s)
+        observation, label = self.wrapped.render(latent)
+        observation = np.array(observation, dtype=self.observation_dtype)
+        label = np.asarray(label, dtype=self.label_dtype)
+        if fault == "nan":
+            observation[...] = np.nan
+        elif fault == "inf":
+            observation.flat[0] = np.inf
+        elif fault == "wrong_shape":
+            observation = np.concatenate([observation, observation[:1]], axis=0)
+        return observation, label

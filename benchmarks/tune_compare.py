@@ -1,0 +1,71 @@
+"""Small tuning grids for the methods in a comparison, scored by median samples-to-target.
+
+Each method is tuned on the same seeds and budget, so neither side gets more care:
+
+    python benchmarks/tune_compare.py --gin_file=compare_gmm.gin --method=autosimulate
+    python benchmarks/tune_compare.py --gin_file=compare_gmm.gin --method=learning_to_simulate
+
+Prints one line per grid point: the bindings, samples/time/evaluations to target per seed and
+their medians. Samples to target do not depend on machine load; times here are indicative only
+(the benchmark in RESULTS.md re-measures the chosen settings side by side).
+"""
+
+import itertools
+import os
+import statistics
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import gin
+from absl import app, flags, logging
+
+from autosimulate_tf import configs
+from autosimulate_tf.comparison import report
+from autosimulate_tf.comparison.runners import run_method
+
+flags.DEFINE_multi_string("gin_file", ["compare_gmm.gin"], "Comparison config.")
+flags.DEFINE_string("method", "autosimulate", "Method to tune.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+flags.DEFINE_multi_string("gin_bindings", [], "Extra bindings applied to every grid point.")
+FLAGS = flags.FLAGS
+
+GRIDS = {
+    "autosimulate": {
+        "AutoSimulateTrainer.num_samples": [50, 100, 200],
+        "AutoSimulateTrainer.num_inner_steps": [10, 30],
+        "outer/keras.optimizers.Adam.learning_rate": [0.1, 0.2],
+    },
+    "learning_to_simulate": {
+        "LearningToSimulate.policy_learning_rate": [0.1, 0.3],
+        "LearningToSimulate.initial_std": [0.5, 1.0],
+        "ScratchTrainingEvaluator.num_samples": [250, 1000],
+    },
+    "random_search": {"ScratchTrainingEvaluator.num_samples": [250, 1000]},
+}
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.ERROR)
+    grid = GRIDS[FLAGS.method]
+    names = list(grid)
+    for values in itertools.product(*(grid[name] for name in names)):
+        bindings = [f"{name} = {value}" for name, value in zip(names, values, strict=True)]
+        gin.clear_config()
+        configs.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings + bindings)
+        target = gin.query_parameter("run_comparison.target_accuracy")
+        per_seed = []
+        for seed in FLAGS.seeds:
+            run = run_method(FLAGS.method, int(seed), target)
+            per_seed.append(report.summarize_run(run, target))
+        samples = [s["samples_to_target"] for s in per_seed]
+        times = [s["time_to_target_s"] for s in per_seed]
+        evals = [s["objective_evals_to_target"] for s in per_seed]
+        median = statistics.median(float("inf") if s is None else s for s in samples)
+        print(
+            f"{FLAGS.method} {bindings}: samples {samples} median {median} | time {times} | evals {evals}", flush=True
+        )
+
+
+if __name__ == "__main__":
+    app.run(main)
