@@ -279,7 +279,16 @@ class AutoSimulateTrainer:
             baseline=self.baseline,
             initial_guess=initial_guess,
         )
-        finite = tf.logical_and(tree_math.all_finite(result.gradients), tree_math.all_finite(result.direction))
+        # A NaN validation gradient can hide behind a finite z (CG stops at once on a NaN residual), so it is
+        # checked on its own.
+        finite = tf.reduce_all(
+            [
+                tree_math.all_finite(result.gradients),
+                tree_math.all_finite(result.direction),
+                tf.math.is_finite(result.diagnostics["validation_gradient_norm"]),
+                tf.math.is_finite(result.diagnostics["validation_loss"]),
+            ]
+        )
         return result, finite
 
     def _evaluate(self, inputs, labels):

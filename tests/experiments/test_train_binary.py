@@ -44,3 +44,14 @@ def test_out_of_range_value_fails_and_names_the_setting(tmp_path):
     assert process.returncode != 0
     assert "AutoSimulateTrainer.damping=-1.0" in process.stderr
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_missing_required_binding_fails_and_names_it(tmp_path):
+    process = run_binary(
+        f"--root_dir={tmp_path}",
+        "--gin_file=toy_gmm.gin",
+        "--gin_bindings=AutoSimulateTrainer.simulator = %gin.REQUIRED",
+    )
+    assert process.returncode != 0
+    assert "simulator" in process.stderr
+    assert not (tmp_path / "checkpoints").exists()
