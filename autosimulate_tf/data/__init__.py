@@ -1,5 +1,6 @@
 """Data: the render pipeline (latents -> generated dataset) and real target datasets."""
 
+from autosimulate_tf.data.digits import uci_digits_real_data
 from autosimulate_tf.data.pipeline import RenderedData, keep_valid, render_latents
 from autosimulate_tf.data.real import (
     RealData,
@@ -7,4 +8,12 @@ from autosimulate_tf.data.real import (
     xor_mixture_real_data,
 )
 
-__all__ = ["RealData", "RenderedData", "keep_valid", "render_latents", "sample_xor_mixture", "xor_mixture_real_data"]
+__all__ = [
+    "RealData",
+    "RenderedData",
+    "keep_valid",
+    "render_latents",
+    "sample_xor_mixture",
+    "uci_digits_real_data",
+    "xor_mixture_real_data",
+]

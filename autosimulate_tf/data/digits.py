@@ -7,11 +7,11 @@ fixed seed, into a small validation set that the optimiser sees and a disjoint t
 set used only for reporting.
 """
 
+import gin
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-import gin
 from autosimulate_tf.data.real import RealData
 
 MAX_VALIDATION = 300  # the optimiser may see at most this many real images

@@ -1,7 +1,16 @@
 """Simulators: a TFP latent distribution p(c | psi) plus a non-differentiable renderer."""
 
 from autosimulate_tf.simulators.base import Simulator
+from autosimulate_tf.simulators.digits import ProceduralDigitsSimulator
+from autosimulate_tf.simulators.faults import FaultInjectingSimulator
 from autosimulate_tf.simulators.gmm import GaussianMixtureSimulator
 from autosimulate_tf.simulators.pools import CategoricalPoolsSimulator, xor_pools
 
-__all__ = ["CategoricalPoolsSimulator", "GaussianMixtureSimulator", "Simulator", "xor_pools"]
+__all__ = [
+    "CategoricalPoolsSimulator",
+    "FaultInjectingSimulator",
+    "GaussianMixtureSimulator",
+    "ProceduralDigitsSimulator",
+    "Simulator",
+    "xor_pools",
+]
