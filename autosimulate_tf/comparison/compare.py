@@ -50,12 +50,22 @@ def run_comparison(
     summaries = {method: report.summarize_method(method_runs, target_accuracy) for method, method_runs in runs.items()}
     reference = AUTOSIMULATE if AUTOSIMULATE in summaries else methods[0]
     ratios = report.ratios_to_reference(summaries, reference)
+    # "Beats random search at equal objective evaluations": every method's accuracy after as many
+    # objective evaluations as the reference needed to reach the target.
+    reference_evaluations = summaries[reference]["objective_evals_to_target"]
+    at_equal_evaluations = None
+    if reference_evaluations is not None:
+        at_equal_evaluations = {
+            "objective_evaluations": reference_evaluations,
+            "val_accuracy": {m: report.accuracy_at_evaluations(r, reference_evaluations) for m, r in runs.items()},
+        }
     comparison = {
         "target_accuracy": target_accuracy,
         "seeds": list(seeds),
         "reference": reference,
         "methods": summaries,
         "ratios_to_reference": ratios,
+        "accuracy_at_reference_evaluations": at_equal_evaluations,
         "operative_config": gin.operative_config_str(),
     }
     with open(os.path.join(root_dir, "comparison.json"), "w") as f:
@@ -67,4 +77,8 @@ def run_comparison(
     with open(os.path.join(root_dir, "table.txt"), "w") as f:
         f.write(table + "\n")
     print(table)
+    if at_equal_evaluations is not None:
+        print(f"Validation accuracy after {reference_evaluations} objective evaluations (median over seeds):")
+        for method, accuracy in at_equal_evaluations["val_accuracy"].items():
+            print(f"  {method:<22}{'n/a (fewer evaluations)' if accuracy is None else f'{accuracy:.3f}'}")
     return comparison

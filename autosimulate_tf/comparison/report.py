@@ -101,6 +101,20 @@ def ratios_to_reference(summaries: dict, reference: str) -> dict:
     return ratios
 
 
+def accuracy_at_evaluations(runs: list[dict], evaluations: float) -> float | None:
+    """Median over seeds of the validation accuracy a method had after `evaluations` objective evaluations.
+
+    None when a run never got that far or had not made its first evaluation by then.
+    """
+    values = []
+    for run in runs:
+        reached = [point for point in run["curve"] if point["objective_evaluations"] <= evaluations]
+        if not reached or run["curve"][-1]["objective_evaluations"] < evaluations:
+            return None
+        values.append(reached[-1]["val_accuracy"])
+    return statistics.median(values)
+
+
 def format_table(summaries: dict, ratios: dict, target: float) -> str:
     """A readable fixed-width table of the medians and ratios."""
 

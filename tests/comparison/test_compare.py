@@ -84,6 +84,7 @@ def test_tiny_comparison_writes_consistent_accounting(gin_path, tmp_path):
         assert (tmp_path / name).stat().st_size > 1000
     assert "autosimulate" in (tmp_path / "table.txt").read_text()
     assert comparison["methods"] == on_disk["methods"]
+    assert "accuracy_at_reference_evaluations" in on_disk
 
 
 def curve(values, samples_per_point=100, seconds_per_point=1.0):
@@ -121,3 +122,7 @@ def test_costs_to_target_medians_and_censored_ratios():
     ratios = report.ratios_to_reference(summaries, "autosimulate")
     assert ratios["slow"]["samples_to_target"] == pytest.approx(5.0)
     assert ratios["never"]["samples_to_target"] == ">= 15"
+    # After 2 evaluations: reference runs have 0.95, 0.6, 0.91 (median 0.91); "slow" has 0.5 everywhere.
+    assert report.accuracy_at_evaluations(reference, 2) is None  # the third run stopped after 1 evaluation
+    assert report.accuracy_at_evaluations(reference[:2], 2) == pytest.approx(0.775)
+    assert report.accuracy_at_evaluations(slow, 2) == 0.5
