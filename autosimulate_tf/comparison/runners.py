@@ -67,13 +67,7 @@ def run_search_method(method: str, seed: int, should_stop) -> tuple[list[dict], 
     """A baseline scored by scratch training on the gin-bound problem."""
     # The trainer is built only to read the shared problem definition from gin.
     problem = AutoSimulateTrainer(seed=seed)
-    evaluator = ScratchTrainingEvaluator(
-        simulator=problem.simulator,
-        real_data=problem.real_data,
-        model_fn=problem.model_fn,
-        num_outputs=problem.num_outputs,
-        loss=problem.loss,
-    )
+    evaluator = ScratchTrainingEvaluator(**problem.problem())
     runner = {"learning_to_simulate": LearningToSimulate, "random_search": RandomSearch, "default": UntunedDefault}[
         method
     ]

@@ -16,6 +16,11 @@ def _initializer(seed: int, index: int) -> keras.initializers.Initializer:
     return keras.initializers.GlorotUniform(seed=seed * 1000 + index)
 
 
+def _scaling(input_scale: float, dtype: str) -> list:
+    """A Rescaling layer unless the scale is 1 (keeps default models exactly as before)."""
+    return [] if input_scale == 1.0 else [keras.layers.Rescaling(input_scale, dtype=dtype)]
+
+
 @gin.configurable
 def mlp(
     input_shape: Sequence[int],
@@ -24,6 +29,7 @@ def mlp(
     activation: str = "tanh",
     dtype: str = "float32",
     seed: int = 0,
+    input_scale: float = 1.0,
 ) -> keras.Model:
     """A fully connected network mapping inputs to `num_outputs` (logits or values).
 
@@ -34,11 +40,16 @@ def mlp(
       activation: Keras activation name for the hidden layers.
       dtype: weight and computation dtype (`"float64"` for numerical tests).
       seed: seed of the weight initializers.
+      input_scale: inputs are multiplied by this first (e.g. 1/16 for 0..16 pixel counts).
 
     Returns:
       An un-compiled `keras.Sequential`.
     """
-    layers = [keras.Input(tuple(input_shape), dtype=dtype), keras.layers.Flatten(dtype=dtype)]
+    layers = [
+        keras.Input(tuple(input_shape), dtype=dtype),
+        *_scaling(input_scale, dtype),
+        keras.layers.Flatten(dtype=dtype),
+    ]
     for index, units in enumerate(hidden_units):
         layers.append(
             keras.layers.Dense(units, activation=activation, kernel_initializer=_initializer(seed, index), dtype=dtype)
@@ -58,6 +69,7 @@ def small_cnn(
     activation: str = "relu",
     dtype: str = "float32",
     seed: int = 0,
+    input_scale: float = 1.0,
 ) -> keras.Model:
     """A small convolutional network for image inputs (e.g. 8x8 digits).
 
@@ -73,12 +85,13 @@ def small_cnn(
       activation: Keras activation name.
       dtype: weight and computation dtype.
       seed: seed of the weight initializers.
+      input_scale: inputs are multiplied by this first (e.g. 1/16 for 0..16 pixel counts).
 
     Returns:
       An un-compiled `keras.Sequential`.
     """
     input_shape = tuple(input_shape)
-    layers = [keras.Input(input_shape, dtype=dtype)]
+    layers = [keras.Input(input_shape, dtype=dtype), *_scaling(input_scale, dtype)]
     if len(input_shape) == 2:
         layers.append(keras.layers.Reshape((*input_shape, 1), dtype=dtype))
     for index, channels in enumerate(filters):

@@ -8,6 +8,8 @@ import gin
 import tensorflow as tf
 from absl import logging
 
+from autosimulate_tf.baselines.scratch_training import ScratchTrainingEvaluator
+from autosimulate_tf.train import pictures
 from autosimulate_tf.train.trainer import AutoSimulateTrainer, SimulatorFailureError
 
 
@@ -135,6 +137,8 @@ def train_autosimulate(
     log_interval: int = 10,
     max_checkpoints_to_keep: int = 3,
     trainer_factory=AutoSimulateTrainer,
+    final_training: bool = False,
+    real_data_reference: bool = False,
     history=None,
 ) -> dict:
     """Runs (or continues) an AutoSimulate experiment in `root_dir`.
@@ -145,11 +149,18 @@ def train_autosimulate(
     Args:
       root_dir: output folder: checkpoints, TensorBoard `train/` summaries,
         `operative_config.gin`, `results.json`.
-      num_outer_iterations: total outer iterations of the run (>= 1).
+      num_outer_iterations: total outer iterations of the run (0: no tuning, e.g.
+        to score the untuned default with `final_training`).
       checkpoint_interval: save every this many outer iterations (and at the end).
       log_interval: print a progress line every this many outer iterations.
       max_checkpoints_to_keep: checkpoints kept on disk.
       trainer_factory: builds the `AutoSimulateTrainer` (gin-configured).
+      final_training: after tuning, train a fresh model on data rendered from the
+        final psi (`final/ScratchTrainingEvaluator` in gin) and report it as
+        `final_model` in results.json.
+      real_data_reference: also train the same model on the real validation data
+        (`reference/ScratchTrainingEvaluator`) and report its test accuracy as
+        `real_data_reference`: the sim-to-real gap for readers, not a competitor.
       history: optional list; each iteration's metrics dict is appended to it.
 
     Returns:
@@ -160,8 +171,9 @@ def train_autosimulate(
         last good state is checkpointed first.
       RunInterruptedError: SIGINT; a checkpoint is saved first.
     """
+    if num_outer_iterations < 0:
+        raise ValueError(f"train_autosimulate.num_outer_iterations={num_outer_iterations} must be >= 0.")
     for name, value in (
-        ("num_outer_iterations", num_outer_iterations),
         ("checkpoint_interval", checkpoint_interval),
         ("log_interval", log_interval),
         ("max_checkpoints_to_keep", max_checkpoints_to_keep),
@@ -178,6 +190,9 @@ def train_autosimulate(
         logging.info("Restored %s (outer iteration %d).", manager.latest_checkpoint, int(trainer.iteration.numpy()))
         print(f"Resuming from {manager.latest_checkpoint} at outer iteration {int(trainer.iteration.numpy())}.")
     writer = tf.summary.create_file_writer(os.path.join(root_dir, "train"))
+    trajectory = pictures.PsiTrajectory(root_dir, int(trainer.iteration.numpy()))
+    if not trajectory.entries:
+        trajectory.append(0, trainer.constrained_psi())
 
     with _InterruptFlag() as interrupt:
         while int(trainer.iteration.numpy()) < num_outer_iterations:
@@ -190,6 +205,7 @@ def train_autosimulate(
             if history is not None:
                 history.append(metrics)
             _write_summaries(writer, trainer, metrics)
+            trajectory.append(iteration, trainer.constrained_psi())
             if iteration == 1 or not os.path.exists(os.path.join(root_dir, "operative_config.gin")):
                 write_operative_config(root_dir, writer)
             if iteration % log_interval == 0 or iteration == num_outer_iterations:
@@ -202,8 +218,61 @@ def train_autosimulate(
                     f"Interrupted after outer iteration {iteration}; checkpoint saved in {root_dir}/checkpoints. "
                     f"Resume by running the same command again with --root_dir={root_dir}."
                 )
-    writer.flush()
-
     results = final_results(trainer)
+    if final_training or real_data_reference:
+        results.update(_train_fresh_models(trainer, final_training, real_data_reference))
+    pictures.write_psi_plot(os.path.join(root_dir, "psi_trajectory.png"), trajectory.entries)
+    if pictures.is_image_simulator(trainer.simulator):
+        _write_sample_pictures(root_dir, writer, trainer, trajectory.entries[0])
+    writer.flush()
     write_json_atomically(os.path.join(root_dir, "results.json"), results)
     return results
+
+
+def _train_fresh_models(trainer, final_training: bool, real_data_reference: bool) -> dict:
+    """Fresh models from the final psi (and on real validation data), scored on real test data."""
+    results = {}
+    problem = trainer.problem()
+    if final_training:
+        with gin.config_scope("final"):
+            evaluator = ScratchTrainingEvaluator(**problem)
+        results["final_model"] = evaluator.evaluate(seed=trainer.seed)
+        print(
+            f"Fresh model on {evaluator.num_samples} samples from the final psi: real test accuracy "
+            f"{results['final_model']['test_accuracy']:.3f}",
+            flush=True,
+        )
+    if real_data_reference:
+        with gin.config_scope("reference"):
+            evaluator = ScratchTrainingEvaluator(**problem)
+        real = trainer.real_data
+        scores = evaluator.train_and_score(
+            tf.constant(real.validation_inputs), tf.constant(real.validation_labels), seed=trainer.seed
+        )
+        results["real_data_reference"] = {
+            "test_accuracy": scores["test_accuracy"],
+            "training_examples": len(real.validation_labels),
+            "steps": scores["steps"],
+        }
+        print(f"Reference model on the real validation images: real test accuracy {scores['test_accuracy']:.3f}")
+    return results
+
+
+def _write_sample_pictures(root_dir: str, writer, trainer, initial_psi: dict) -> None:
+    """`samples.png` (and TensorBoard): real images, renders at the initial and at the final psi."""
+    seed = tf.constant([trainer.seed, 7])
+    real = trainer.real_data
+    final = pictures.render_examples(trainer.simulator, 20, seed)
+    final_psi = trainer.simulator.constrained_parameters()
+    trainer.simulator.set_constrained_parameters({k: v for k, v in initial_psi.items() if k != "iteration"})
+    initial = pictures.render_examples(trainer.simulator, 20, seed)
+    trainer.simulator.set_constrained_parameters(final_psi)
+    pixels = pictures.write_sample_grid(
+        os.path.join(root_dir, "samples.png"),
+        [
+            ("real", real.validation_inputs[:20], real.validation_labels[:20]),
+            ("initial psi", *initial),
+            ("final psi", *final),
+        ],
+    )
+    pictures.image_summary(writer, "samples/real_initial_final", pixels, int(trainer.iteration.numpy()))

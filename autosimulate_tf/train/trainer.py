@@ -377,6 +377,16 @@ class AutoSimulateTrainer:
             variable.assign(value)
         return False
 
+    def problem(self) -> dict:
+        """The problem definition shared with methods that train from scratch (baselines, final model)."""
+        return {
+            "simulator": self.simulator,
+            "real_data": self.real_data,
+            "model_fn": self.model_fn,
+            "num_outputs": self.num_outputs,
+            "loss": self.loss,
+        }
+
     def constrained_psi(self) -> dict:
         """psi as constrained values, JSON-ready lists, by name."""
         return {name: np.asarray(value).tolist() for name, value in self.simulator.constrained_parameters().items()}

@@ -40,7 +40,13 @@ TRAIN_FILES = [path for path in configs.shipped_gin_files() if not os.path.basen
 
 @pytest.mark.parametrize("gin_path", TRAIN_FILES, ids=os.path.basename)
 def test_every_shipped_gin_file_runs_two_outer_iterations(gin_path, tmp_path):
-    results = run(gin_path, tmp_path, ["train_autosimulate.num_outer_iterations = 2"])
+    tiny = ["train_autosimulate.num_outer_iterations = 2", "AutoSimulateTrainer.num_initial_inner_steps = 20"]
+    for scope in ("final", "reference"):  # the fresh models the digits configs train at the end
+        tiny += [
+            f"{scope}/ScratchTrainingEvaluator.num_samples = 300",
+            f"{scope}/ScratchTrainingEvaluator.num_steps = 20",
+        ]
+    results = run(gin_path, tmp_path, tiny)
     assert RESULT_KEYS <= set(results)
     assert results["outer_iterations"] == 2
     assert results["objective_evaluations"] == 2
@@ -49,6 +55,27 @@ def test_every_shipped_gin_file_runs_two_outer_iterations(gin_path, tmp_path):
     assert (tmp_path / "operative_config.gin").read_text().strip()
     assert os.listdir(tmp_path / "checkpoints")
     assert os.listdir(tmp_path / "train")  # TensorBoard event file
+    assert (tmp_path / "psi_trajectory.png").stat().st_size > 1000
+    trajectory = (tmp_path / "psi_trajectory.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in trajectory] == [0, 1, 2]
+    if os.path.basename(gin_path).startswith("digits"):
+        assert 0.0 <= results["final_model"]["test_accuracy"] <= 1.0
+        assert results["final_model"]["samples"] == 300
+        assert 0.0 <= results["real_data_reference"]["test_accuracy"] <= 1.0
+        assert (tmp_path / "samples.png").stat().st_size > 1000
+
+
+def test_digits_default_config_does_no_tuning(tmp_path):
+    bindings = [
+        "final/ScratchTrainingEvaluator.num_samples = 300",
+        "final/ScratchTrainingEvaluator.num_steps = 20",
+        "train_autosimulate.real_data_reference = False",
+    ]
+    results = run("digits_default.gin", tmp_path, bindings)
+    assert results["outer_iterations"] == 0 and results["simulated_samples"] == 0
+    assert results["final_model"]["samples"] == 300
+    # psi is the documented hand-set default.
+    assert results["final_psi"]["rotation_mean"] == pytest.approx(0.0)
 
 
 def test_toy_gmm_reaches_93_percent_within_100_outer_iterations(tmp_path):
