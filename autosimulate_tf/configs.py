@@ -1,5 +1,7 @@
 """Locating and parsing the shipped gin configs."""
 
+import contextlib
+import logging
 import os
 
 import gin
@@ -44,7 +46,24 @@ def parse_gin(gin_files=(), gin_bindings=(), search_paths=()) -> None:
     for path in search_paths:
         gin.add_config_file_search_path(path)
     resolved = [resolve_gin_file(name, search_paths) for name in gin_files]
-    gin.parse_config_files_and_bindings(resolved, list(gin_bindings), skip_unknown=False)
+    with _quiet_include_lookups():
+        gin.parse_config_files_and_bindings(resolved, list(gin_bindings), skip_unknown=False)
+
+
+def _is_include_lookup_noise(record: logging.LogRecord) -> bool:
+    # gin tries an `include` relative to the working directory first and logs an ERROR before it
+    # finds the file on the search path; a file that is really missing still raises.
+    return not (record.pathname.endswith("resource_reader.py") and record.getMessage().startswith("Path not found"))
+
+
+@contextlib.contextmanager
+def _quiet_include_lookups():
+    root = logging.getLogger()
+    root.addFilter(_is_include_lookup_noise)
+    try:
+        yield
+    finally:
+        root.removeFilter(_is_include_lookup_noise)
 
 
 def resolve_gin_file(name: str, search_paths=()) -> str:

@@ -80,5 +80,5 @@ def run_comparison(
     if at_equal_evaluations is not None:
         print(f"Validation accuracy after {reference_evaluations} objective evaluations (median over seeds):")
         for method, accuracy in at_equal_evaluations["val_accuracy"].items():
-            print(f"  {method:<22}{'n/a (fewer evaluations)' if accuracy is None else f'{accuracy:.3f}'}")
+            print(f"  {method:<22}{'n/a' if accuracy is None else f'{accuracy:.3f}'}")
     return comparison

@@ -104,12 +104,13 @@ def ratios_to_reference(summaries: dict, reference: str) -> dict:
 def accuracy_at_evaluations(runs: list[dict], evaluations: float) -> float | None:
     """Median over seeds of the validation accuracy a method had after `evaluations` objective evaluations.
 
-    None when a run never got that far or had not made its first evaluation by then.
+    A run that stopped earlier (it reached the target, or it is the one-shot default)
+    contributes its last value. None when some run had not finished its first evaluation.
     """
     values = []
     for run in runs:
         reached = [point for point in run["curve"] if point["objective_evaluations"] <= evaluations]
-        if not reached or run["curve"][-1]["objective_evaluations"] < evaluations:
+        if not reached:
             return None
         values.append(reached[-1]["val_accuracy"])
     return statistics.median(values)

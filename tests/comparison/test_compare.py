@@ -123,6 +123,8 @@ def test_costs_to_target_medians_and_censored_ratios():
     assert ratios["slow"]["samples_to_target"] == pytest.approx(5.0)
     assert ratios["never"]["samples_to_target"] == ">= 15"
     # After 2 evaluations: reference runs have 0.95, 0.6, 0.91 (median 0.91); "slow" has 0.5 everywhere.
-    assert report.accuracy_at_evaluations(reference, 2) is None  # the third run stopped after 1 evaluation
+    # The third reference run stopped after 1 evaluation (at the target): its last value counts.
+    assert report.accuracy_at_evaluations(reference, 2) == pytest.approx(0.91)
     assert report.accuracy_at_evaluations(reference[:2], 2) == pytest.approx(0.775)
+    assert report.accuracy_at_evaluations(reference, 0) is None
     assert report.accuracy_at_evaluations(slow, 2) == 0.5
