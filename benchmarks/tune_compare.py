@@ -40,6 +40,12 @@ GRIDS = {
         "LearningToSimulate.initial_std": [0.5, 1.0],
         "ScratchTrainingEvaluator.num_samples": [250, 1000],
     },
+    # Follow-up: smaller datasets per LTS evaluation at the best lr/std of the grid above.
+    "learning_to_simulate_small_m": {
+        "LearningToSimulate.policy_learning_rate": [0.1],
+        "LearningToSimulate.initial_std": [1.0],
+        "ScratchTrainingEvaluator.num_samples": [50, 100],
+    },
     "random_search": {"ScratchTrainingEvaluator.num_samples": [250, 1000]},
 }
 
@@ -56,7 +62,7 @@ def main(argv):
         target = gin.query_parameter("run_comparison.target_accuracy")
         per_seed = []
         for seed in FLAGS.seeds:
-            run = run_method(FLAGS.method, int(seed), target)
+            run = run_method(FLAGS.method.removesuffix("_small_m"), int(seed), target)
             per_seed.append(report.summarize_run(run, target))
         samples = [s["samples_to_target"] for s in per_seed]
         times = [s["time_to_target_s"] for s in per_seed]

@@ -66,6 +66,7 @@ def run_comparison(
         "methods": summaries,
         "ratios_to_reference": ratios,
         "accuracy_at_reference_evaluations": at_equal_evaluations,
+        "samples_to_match_final": report.samples_to_match_final(runs, reference),
         "operative_config": gin.operative_config_str(),
     }
     with open(os.path.join(root_dir, "comparison.json"), "w") as f:
@@ -81,4 +82,10 @@ def run_comparison(
         print(f"Validation accuracy after {reference_evaluations} objective evaluations (median over seeds):")
         for method, accuracy in at_equal_evaluations["val_accuracy"].items():
             print(f"  {method:<22}{'n/a' if accuracy is None else f'{accuracy:.3f}'}")
+    for method, match in comparison["samples_to_match_final"].items():
+        print(
+            f"To reach {method}'s final val accuracy {match['target_val_accuracy']:.3f}: {reference} "
+            f"{match['reference_samples']} samples, {method} {match['method_samples']} samples"
+            + (f" ({match['ratio']:.3g}x)" if match["ratio"] else "")
+        )
     return comparison

@@ -101,6 +101,33 @@ def ratios_to_reference(summaries: dict, reference: str) -> dict:
     return ratios
 
 
+def samples_to_match_final(runs: dict, reference: str) -> dict:
+    """For each other method: samples the reference and the method need to reach the method's final accuracy.
+
+    The target is the method's median final validation accuracy; costs are medians over
+    seeds of the first curve point reaching it (None when a median run never does).
+    """
+    matches = {}
+    for method, method_runs in runs.items():
+        if method == reference:
+            continue
+        target = statistics.median(run["curve"][-1]["val_accuracy"] for run in method_runs)
+        costs = {}
+        for name in (reference, method):
+            hits = [first_reaching(run["curve"], target) for run in runs[name]]
+            costs[name], _ = _median_or_censored([hit["samples"] if hit else None for hit in hits])
+        ratio = None
+        if costs[reference] and costs[method] is not None:
+            ratio = costs[method] / costs[reference]
+        matches[method] = {
+            "target_val_accuracy": target,
+            "reference_samples": costs[reference],
+            "method_samples": costs[method],
+            "ratio": ratio,
+        }
+    return matches
+
+
 def accuracy_at_evaluations(runs: list[dict], evaluations: float) -> float | None:
     """Median over seeds of the validation accuracy a method had after `evaluations` objective evaluations.
 

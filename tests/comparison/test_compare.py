@@ -25,11 +25,17 @@ TINY = [
     "AutoSimulateTrainer.num_initial_inner_steps = 10",
     "AutoSimulateTrainer.num_inner_steps = 5",
     "LearningToSimulate.num_policy_samples = 2",
+    "train_autosimulate.final_training = False",
+    "train_autosimulate.real_data_reference = False",
 ]
 
 
 def test_shipped_compare_configs_exist():
-    assert {os.path.basename(path) for path in COMPARE_FILES} >= {"compare_gmm.gin", "compare_pools.gin"}
+    assert {os.path.basename(path) for path in COMPARE_FILES} >= {
+        "compare_gmm.gin",
+        "compare_pools.gin",
+        "compare_digits.gin",
+    }
 
 
 @pytest.mark.parametrize("gin_path", COMPARE_FILES, ids=os.path.basename)
@@ -65,6 +71,11 @@ def test_tiny_comparison_writes_consistent_accounting(gin_path, tmp_path):
         assert len(run["curve"]) == 3
         assert 0.0 < run["hypergradient_overhead_fraction"] < 1.0
 
+    # Matching each baseline's final accuracy: the baseline needs at most what it spent.
+    for method, match in on_disk["samples_to_match_final"].items():
+        if match["method_samples"] is not None:
+            assert match["method_samples"] <= on_disk["methods"][method]["total_samples"]
+
     # Search baselines: every evaluation costs M samples and STEPS steps, no HVPs; they stop at the sample budget.
     for method in ("learning_to_simulate", "random_search"):
         for run in runs[method]:
@@ -85,6 +96,7 @@ def test_tiny_comparison_writes_consistent_accounting(gin_path, tmp_path):
     assert "autosimulate" in (tmp_path / "table.txt").read_text()
     assert comparison["methods"] == on_disk["methods"]
     assert "accuracy_at_reference_evaluations" in on_disk
+    assert set(on_disk["samples_to_match_final"]) == {"learning_to_simulate", "random_search", "default"}
 
 
 def curve(values, samples_per_point=100, seconds_per_point=1.0):
@@ -122,6 +134,12 @@ def test_costs_to_target_medians_and_censored_ratios():
     ratios = report.ratios_to_reference(summaries, "autosimulate")
     assert ratios["slow"]["samples_to_target"] == pytest.approx(5.0)
     assert ratios["never"]["samples_to_target"] == ">= 15"
+    # "slow" ends at 0.95, 0.5, 0.9 (median 0.9): the reference reaches 0.9 after 200, 300, 100 samples.
+    match = report.samples_to_match_final({"autosimulate": reference, "slow": slow}, "autosimulate")["slow"]
+    assert match["target_val_accuracy"] == 0.9
+    assert match["reference_samples"] == 200
+    assert match["method_samples"] == 1000
+    assert match["ratio"] == pytest.approx(5.0)
     # After 2 evaluations: reference runs have 0.95, 0.6, 0.91 (median 0.91); "slow" has 0.5 everywhere.
     # The third reference run stopped after 1 evaluation (at the target): its last value counts.
     assert report.accuracy_at_evaluations(reference, 2) == pytest.approx(0.91)
