@@ -1,12 +1,5 @@
 """The progress record every compared method produces: one point per unit of work."""
 
-import numpy as np
-
-
-def constrained_psi(simulator) -> dict:
-    """psi as constrained JSON-ready lists, by name."""
-    return {name: np.asarray(value).tolist() for name, value in simulator.constrained_parameters().items()}
-
 
 def new_totals() -> dict:
     """Zeroed cumulative counters of a search method."""

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from autosimulate_tf.baselines.curve import add_evaluation, constrained_psi, curve_point, new_totals
+from autosimulate_tf.baselines.curve import add_evaluation, curve_point, new_totals
 from autosimulate_tf.baselines.scratch_training import evaluation_seed, reward_from
 
 
@@ -91,12 +91,14 @@ class LearningToSimulate:
                 rewards.append(reward_from(evaluation, self.reward))
                 add_evaluation(totals, evaluation)
                 if best is None or evaluation["val_accuracy"] > best["val_accuracy"]:
-                    best = dict(evaluation, psi=constrained_psi(simulator))
+                    best = dict(evaluation, psi=simulator.constrained_parameters_as_lists())
                     if evaluator.fine_tune:
                         evaluator.keep_weights()
                 simulator.set_unconstrained_vector(mean.numpy())
                 policy_std = float(np.exp(log_std.numpy()).mean())
-                curve.append(curve_point(totals, best, constrained_psi(simulator), policy_std=policy_std))
+                curve.append(
+                    curve_point(totals, best, simulator.constrained_parameters_as_lists(), policy_std=policy_std)
+                )
                 if should_stop(curve):
                     return curve
             start = time.perf_counter()

@@ -12,7 +12,7 @@ gets without tuning.
 import gin
 import numpy as np
 
-from autosimulate_tf.baselines.curve import add_evaluation, constrained_psi, curve_point, new_totals
+from autosimulate_tf.baselines.curve import add_evaluation, curve_point, new_totals
 from autosimulate_tf.baselines.scratch_training import evaluation_seed
 
 
@@ -29,7 +29,7 @@ class RandomSearch:
             evaluation = evaluator.evaluate(evaluation_seed(seed, totals["evaluations"]))
             add_evaluation(totals, evaluation)
             if best is None or evaluation["val_accuracy"] > best["val_accuracy"]:
-                best = dict(evaluation, psi=constrained_psi(simulator))
+                best = dict(evaluation, psi=simulator.constrained_parameters_as_lists())
             curve.append(curve_point(totals, best, best["psi"]))
             if should_stop(curve):
                 return curve
@@ -45,4 +45,4 @@ class UntunedDefault:
         evaluation = evaluator.evaluate(evaluation_seed(seed, 0))
         totals = new_totals()
         add_evaluation(totals, evaluation)
-        return [curve_point(totals, evaluation, constrained_psi(simulator))]
+        return [curve_point(totals, evaluation, simulator.constrained_parameters_as_lists())]

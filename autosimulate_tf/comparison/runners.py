@@ -10,7 +10,6 @@ import time
 import gin
 
 from autosimulate_tf.baselines import LearningToSimulate, RandomSearch, ScratchTrainingEvaluator, UntunedDefault
-from autosimulate_tf.baselines.curve import constrained_psi
 from autosimulate_tf.train.trainer import AutoSimulateTrainer
 
 AUTOSIMULATE = "autosimulate"
@@ -51,7 +50,7 @@ def run_autosimulate(seed: int, should_stop, max_outer_iterations: int) -> tuple
                 "hvps": metrics["hvp_count"],
                 "val_accuracy": metrics["val_accuracy"],
                 "test_accuracy": test["accuracy"],
-                "psi": constrained_psi(trainer.simulator),
+                "psi": trainer.simulator.constrained_parameters_as_lists(),
                 "render_s": metrics["render_s"],
                 "inner_s": metrics["inner_s"],
                 "hypergradient_s": metrics["hypergradient_s"],

@@ -105,6 +105,10 @@ class Simulator(tf.Module):
         """All psi components as constrained numpy values, by name."""
         return {name: self.parameter(name).numpy() for name in self._variables}
 
+    def constrained_parameters_as_lists(self) -> dict[str, list]:
+        """`constrained_parameters` as JSON-ready nested lists (for results and curves)."""
+        return {name: np.asarray(value).tolist() for name, value in self.constrained_parameters().items()}
+
     def set_constrained_parameters(self, values: dict) -> None:
         """Assigns psi from constrained values (used by search baselines)."""
         for name, value in values.items():

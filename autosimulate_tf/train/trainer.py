@@ -389,4 +389,4 @@ class AutoSimulateTrainer:
 
     def constrained_psi(self) -> dict:
         """psi as constrained values, JSON-ready lists, by name."""
-        return {name: np.asarray(value).tolist() for name, value in self.simulator.constrained_parameters().items()}
+        return self.simulator.constrained_parameters_as_lists()
