@@ -22,6 +22,8 @@ from autosimulate_tf.train import train_autosimulate
 flags.DEFINE_string("root_dir", "/tmp/digits_benchmark", "Output folder (one sub-folder per config and seed).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra bindings for both configs.")
+flags.DEFINE_multi_string("autosimulate_gin_bindings", [], "Extra bindings for digits_autosimulate.gin only.")
+flags.DEFINE_list("configs", ["digits_default.gin", "digits_autosimulate.gin"], "Which of the two configs to run.")
 FLAGS = flags.FLAGS
 
 CONFIGS = ("digits_default.gin", "digits_autosimulate.gin")
@@ -30,11 +32,12 @@ CONFIGS = ("digits_default.gin", "digits_autosimulate.gin")
 def main(argv):
     del argv
     logging.set_verbosity(logging.ERROR)
-    rows = {config: [] for config in CONFIGS}
+    rows = {config: [] for config in FLAGS.configs}
     for seed in FLAGS.seeds:
-        for config in CONFIGS:
+        for config in FLAGS.configs:
             gin.clear_config()
-            configs.parse_gin([config], [f"SEED = {seed}", *FLAGS.gin_bindings])
+            extra = FLAGS.autosimulate_gin_bindings if config == "digits_autosimulate.gin" else []
+            configs.parse_gin([config], [f"SEED = {seed}", *FLAGS.gin_bindings, *extra])
             root_dir = os.path.join(FLAGS.root_dir, f"{config.removesuffix('.gin')}-seed{seed}")
             results = train_autosimulate(root_dir=root_dir)
             row = {
