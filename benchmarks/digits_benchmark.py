@@ -59,13 +59,14 @@ def main(argv):
             ),
             "runs": config_rows,
         }
-    default, tuned = (summary[c]["median_final_model_test_accuracy"] for c in CONFIGS)
-    summary["gain_points"] = 100 * (tuned - default)
+    if set(CONFIGS) <= set(summary):
+        default, tuned = (summary[c]["median_final_model_test_accuracy"] for c in CONFIGS)
+        summary["gain_points"] = 100 * (tuned - default)
+        print(
+            f"median real test accuracy: default {default:.3f}, AutoSimulate {tuned:.3f}, gain {100 * (tuned - default):+.1f}"
+        )
     with open(os.path.join(FLAGS.root_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    print(
-        f"median real test accuracy: default {default:.3f}, AutoSimulate {tuned:.3f}, gain {100 * (tuned - default):+.1f} points"
-    )
 
 
 if __name__ == "__main__":
