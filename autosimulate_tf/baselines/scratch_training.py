@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from autosimulate_tf.data import pipeline
+from autosimulate_tf.hypergrad.objective import TaskObjective
 from autosimulate_tf.models import losses
 
 
@@ -75,6 +76,8 @@ class ScratchTrainingEvaluator:
         self.fine_tune = bool(fine_tune)
         self.input_shape = tuple(simulator.observation_shape)
         self.model = model_fn(input_shape=self.input_shape, num_outputs=num_outputs, seed=0)
+        # Only its weight-decay term is used: the same L2 penalty as AutoSimulate's inner loss.
+        self._objective = TaskObjective(self.model, loss, weight_decay)
         self.optimizer = keras.optimizers.Adam(learning_rate)
         self.optimizer.build(self.model.trainable_variables)
         self._kept_weights = None
@@ -104,18 +107,11 @@ class ScratchTrainingEvaluator:
         variables = self.model.trainable_variables
         num_examples = tf.shape(inputs)[0]
         for step in tf.range(self.num_steps):
-            indices = tf.random.stateless_uniform(
-                [self.batch_size],
-                seed=tf.random.experimental.stateless_fold_in(seed, step),
-                minval=0,
-                maxval=num_examples,
-                dtype=tf.int32,
-            )
+            indices = pipeline.minibatch_indices(seed, step, self.batch_size, num_examples)
             with tf.GradientTape() as tape:
                 outputs = self.model(tf.gather(inputs, indices), training=True)
                 loss = tf.reduce_mean(losses.per_example_loss(self.loss, outputs, tf.gather(labels, indices)))
-                squared = tf.add_n([tf.reduce_sum(tf.square(v.value)) for v in variables])
-                loss += 0.5 * self.weight_decay * squared
+                loss += self._objective.weight_decay_term([v.value for v in variables])
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
 
     def _score(self, inputs, labels):

@@ -176,6 +176,21 @@ def render_latents(
     return RenderedData(inputs, labels, valid)
 
 
+def minibatch_indices(seed, step, batch_size: int, num_examples) -> tf.Tensor:
+    """Indices of minibatch `step` drawn with replacement from `num_examples`, statelessly from `seed`.
+
+    Shared by AutoSimulate's inner loop and the baselines' scratch training, so both
+    sample minibatches the same way and a restarted run draws the same ones.
+    """
+    return tf.random.stateless_uniform(
+        [batch_size],
+        seed=tf.random.experimental.stateless_fold_in(seed, step),
+        minval=0,
+        maxval=num_examples,
+        dtype=tf.int32,
+    )
+
+
 def keep_valid(rendered: RenderedData, latents):
     """Drops invalid samples from the rendered data *and* the latents.
 

@@ -76,8 +76,9 @@ def estimate_hypergradient(
       `influence_mean`, `influence_std`, `hypergradient_norm`, `inner_gradient_norm`.
     """
     weights = list(weights)
-    validation_loss = objective.validation_loss(weights, validation_inputs, validation_labels)
-    validation_gradient = objective.gradient(objective.validation_loss, weights, validation_inputs, validation_labels)
+    validation_loss, validation_gradient = objective.value_and_gradient(
+        objective.validation_loss, weights, validation_inputs, validation_labels
+    )
     matvec = curvature_lib.make_damped_matvec(objective, weights, train_inputs, train_labels, curvature, damping)
     solved = solver(matvec, validation_gradient, initial_guess)
     direction = solved.solution

@@ -59,10 +59,14 @@ class TaskObjective:
         """Mean loss on real validation data."""
         return tf.reduce_mean(self.per_example_losses(weights, inputs, labels))
 
-    def gradient(self, loss_fn, weights, inputs, labels) -> list[tf.Tensor]:
-        """Gradient of `loss_fn(weights, inputs, labels)` in the weights."""
+    def value_and_gradient(self, loss_fn, weights, inputs, labels) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """`loss_fn(weights, inputs, labels)` and its gradient in the weights, from one forward pass."""
         weights = list(weights)
         with tf.GradientTape() as weights_tape:
             weights_tape.watch(weights)
             value = loss_fn(weights, inputs, labels)
-        return weights_tape.gradient(value, weights)
+        return value, weights_tape.gradient(value, weights)
+
+    def gradient(self, loss_fn, weights, inputs, labels) -> list[tf.Tensor]:
+        """Gradient of `loss_fn(weights, inputs, labels)` in the weights."""
+        return self.value_and_gradient(loss_fn, weights, inputs, labels)[1]

@@ -243,13 +243,7 @@ class AutoSimulateTrainer:
         loss = tf.constant(np.nan, tf.float32)
         nonfinite = tf.constant(0, tf.int64)
         for step in tf.range(num_steps):
-            indices = tf.random.stateless_uniform(
-                [self.inner_batch_size],
-                seed=tf.random.experimental.stateless_fold_in(seed, step),
-                minval=0,
-                maxval=num_examples,
-                dtype=tf.int32,
-            )
+            indices = pipeline.minibatch_indices(seed, step, self.inner_batch_size, num_examples)
             with tf.GradientTape() as inner_tape:
                 loss = self._train_loss_on_variables(tf.gather(inputs, indices), tf.gather(labels, indices))
             gradients = inner_tape.gradient(loss, variables)
