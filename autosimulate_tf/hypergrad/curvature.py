@@ -65,6 +65,8 @@ def gauss_newton_vector_product(objective, weights, inputs, labels, vector) -> l
 def make_damped_matvec(objective, weights, inputs, labels, curvature: str, damping: float):
     """Returns `v -> (C + damping I) v` for curvature `C` at `weights` on `(inputs, labels)`.
 
+    Data-parallel over `objective.sharding`'s replicas when there are several.
+
     Args:
       objective: a `TaskObjective`.
       weights: the point theta.
@@ -83,6 +85,11 @@ def make_damped_matvec(objective, weights, inputs, labels, curvature: str, dampi
     product = hessian_vector_product if curvature == HESSIAN else gauss_newton_vector_product
 
     def matvec(vector):
-        return tree_math.axpy(damping, vector, product(objective, weights, inputs, labels, vector))
+        # Curvature of a mean loss is the shard-size-weighted sum of the shards' curvatures.
+        curvature_vector = objective.sharding.weighted_mean(
+            lambda shard_inputs, shard_labels: product(objective, weights, shard_inputs, shard_labels, vector),
+            [inputs, labels],
+        )
+        return tree_math.axpy(damping, vector, curvature_vector)
 
     return matvec

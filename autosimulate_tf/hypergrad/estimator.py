@@ -76,7 +76,7 @@ def estimate_hypergradient(
       `influence_mean`, `influence_std`, `hypergradient_norm`, `inner_gradient_norm`.
     """
     weights = list(weights)
-    validation_loss, validation_gradient = objective.value_and_gradient(
+    validation_loss, validation_gradient = objective.mean_value_and_gradient(
         objective.validation_loss, weights, validation_inputs, validation_labels
     )
     matvec = curvature_lib.make_damped_matvec(objective, weights, train_inputs, train_labels, curvature, damping)
@@ -103,7 +103,7 @@ def estimate_hypergradient(
         for g, v in zip(gradients, psi_variables, strict=True)
     ]
 
-    inner_gradient = objective.gradient(objective.train_loss, weights, train_inputs, train_labels)
+    _, inner_gradient = objective.mean_value_and_gradient(objective.train_loss, weights, train_inputs, train_labels)
     diagnostics = {
         "validation_loss": validation_loss,
         "validation_gradient_norm": validation_gradient_norm,

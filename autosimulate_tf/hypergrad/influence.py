@@ -37,9 +37,15 @@ def influence_weights(objective, weights, inputs, labels, direction) -> tf.Tenso
       `[n]` influence weights.
     """
     weights = list(weights)
-    with tf.autodiff.ForwardAccumulator(weights, list(direction)) as tangent:
-        per_example = objective.per_example_losses(weights, inputs, labels)
-    return tangent.jvp(per_example)
+    direction = list(direction)
+
+    def shard_influence(shard_inputs, shard_labels):
+        with tf.autodiff.ForwardAccumulator(weights, direction) as tangent:
+            per_example = objective.per_example_losses(weights, shard_inputs, shard_labels)
+        return tangent.jvp(per_example)
+
+    # Per-example values: each replica computes its shard's, concatenated in example order.
+    return objective.sharding.concatenate(shard_influence, [inputs, labels])
 
 
 def baseline_values(weights: tf.Tensor, baseline: str = LEAVE_ONE_OUT) -> tf.Tensor:

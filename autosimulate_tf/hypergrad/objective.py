@@ -9,6 +9,7 @@ without copying the model.
 import tensorflow as tf
 
 from autosimulate_tf.hypergrad import tree_math
+from autosimulate_tf.hypergrad.sharding import Sharding
 from autosimulate_tf.models import losses
 
 
@@ -19,11 +20,14 @@ class TaskObjective:
     `L_val(theta) = mean_j l(x_j, y_j; theta)` on real validation data.
     """
 
-    def __init__(self, model, loss: str, weight_decay: float = 0.0):
+    def __init__(self, model, loss: str, weight_decay: float = 0.0, sharding: Sharding | None = None):
         """Args:
         model: a built Keras model without state updated in the forward pass.
         loss: task loss name (see `autosimulate_tf.models.losses`).
         weight_decay: coefficient of the L2 term in the training loss.
+        sharding: how batches are split over replicas (default: one device).
+          The methods below are per device; the hypergradient code combines
+          them over shards with `sharding.weighted_mean` / `concatenate`.
         """
         losses.check_loss_name(loss)
         if weight_decay < 0:
@@ -31,6 +35,7 @@ class TaskObjective:
         self.model = model
         self.loss = loss
         self.weight_decay = float(weight_decay)
+        self.sharding = sharding if sharding is not None else Sharding()
 
     def current_weights(self) -> list[tf.Tensor]:
         """The model's trainable weights as tensors (a snapshot, not variables)."""
@@ -66,6 +71,13 @@ class TaskObjective:
             weights_tape.watch(weights)
             value = loss_fn(weights, inputs, labels)
         return value, weights_tape.gradient(value, weights)
+
+    def mean_value_and_gradient(self, loss_fn, weights, inputs, labels) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """`value_and_gradient` over all examples, data-parallel over `self.sharding`'s replicas."""
+        return self.sharding.weighted_mean(
+            lambda shard_inputs, shard_labels: self.value_and_gradient(loss_fn, weights, shard_inputs, shard_labels),
+            [inputs, labels],
+        )
 
     def gradient(self, loss_fn, weights, inputs, labels) -> list[tf.Tensor]:
         """Gradient of `loss_fn(weights, inputs, labels)` in the weights."""

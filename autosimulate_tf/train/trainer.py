@@ -24,6 +24,7 @@ from autosimulate_tf.data import pipeline
 from autosimulate_tf.hypergrad import curvature as curvature_lib
 from autosimulate_tf.hypergrad import estimator, influence, solvers, tree_math
 from autosimulate_tf.hypergrad.objective import TaskObjective
+from autosimulate_tf.hypergrad.sharding import Sharding
 from autosimulate_tf.models import losses
 
 # Keras optimizers, configurable in gin scopes, e.g. `inner/keras.optimizers.Adam.learning_rate`.
@@ -75,6 +76,7 @@ class AutoSimulateTrainer:
         warm_start_solver: bool = True,
         max_failure_rate: float = 0.5,
         render_timeout_s: float | None = None,
+        strategy=None,
         seed: int = 0,
     ):
         """Args:
@@ -101,6 +103,10 @@ class AutoSimulateTrainer:
           when more than this fraction of one iteration's renders fail.
         render_timeout_s: a Python render taking longer counts as failed
           (None: no limit).
+        strategy: a `tf.distribute.Strategy` (e.g. `@tf.distribute.MirroredStrategy()`)
+          for the task model: its variables are mirrored, and inner steps,
+          validation gradient, curvature products and influence weights run
+          data-parallel over the replicas. None: the current (default) strategy.
         seed: experiment seed; every random draw (and the model's initial
           weights) derives from it statelessly.
         """
@@ -150,18 +156,22 @@ class AutoSimulateTrainer:
         num_outputs = simulator.num_classes if simulator.num_classes else int(np.prod(simulator.label_shape or (1,)))
         self.model_fn = model_fn
         self.num_outputs = num_outputs
-        # The experiment seed also seeds the model's initial weights.
-        self.model = model_fn(input_shape=tuple(simulator.observation_shape), num_outputs=num_outputs, seed=seed)
+        self.sharding = Sharding(strategy)
+        # Model and inner optimizer variables are created in the strategy's scope (mirrored
+        # across replicas); psi and the outer optimizer stay on the driver.
+        with self.sharding.scope():
+            # The experiment seed also seeds the model's initial weights.
+            self.model = model_fn(input_shape=tuple(simulator.observation_shape), num_outputs=num_outputs, seed=seed)
+            self.inner_optimizer = inner_optimizer() if inner_optimizer else keras.optimizers.Adam(1e-2)
+            # Build optimizer slots now so checkpoints restore into existing variables.
+            self.inner_optimizer.build(self.model.trainable_variables)
         self._check_shapes()
         # A simulator that cannot render at all fails here, before any training.
         pipeline.preflight_render(simulator, tf.constant([self.seed, 1]), render_timeout_s=render_timeout_s)
-        self.objective = TaskObjective(self.model, loss, weight_decay)
-        self.inner_optimizer = inner_optimizer() if inner_optimizer else keras.optimizers.Adam(1e-2)
+        self.objective = TaskObjective(self.model, loss, weight_decay, sharding=self.sharding)
         self.outer_optimizer = outer_optimizer() if outer_optimizer else keras.optimizers.Adam(5e-2)
         self._check_learning_rate(self.inner_optimizer, "inner")
         self._check_learning_rate(self.outer_optimizer, "outer")
-        # Build optimizer slots now so checkpoints restore into existing variables.
-        self.inner_optimizer.build(self.model.trainable_variables)
         self.outer_optimizer.build(simulator.psi_variables)
 
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
@@ -230,12 +240,6 @@ class AutoSimulateTrainer:
         return seeds[0], seeds[1]
 
     # ------------------------------------------------------------------ steps
-    def _train_loss_on_variables(self, inputs, labels):
-        outputs = self.model(inputs, training=True)
-        per_example = losses.per_example_loss(self.loss, outputs, labels)
-        weights = [v.value for v in self.model.trainable_variables]
-        return tf.reduce_mean(per_example) + self.objective.weight_decay_term(weights)
-
     def _inner_train(self, inputs, labels, num_steps, seed):
         """`num_steps` minibatch optimizer steps on `D_t`, warm-started from the current theta."""
         num_examples = tf.shape(inputs)[0]
@@ -244,9 +248,13 @@ class AutoSimulateTrainer:
         nonfinite = tf.constant(0, tf.int64)
         for step in tf.range(num_steps):
             indices = pipeline.minibatch_indices(seed, step, self.inner_batch_size, num_examples)
-            with tf.GradientTape() as inner_tape:
-                loss = self._train_loss_on_variables(tf.gather(inputs, indices), tf.gather(labels, indices))
-            gradients = inner_tape.gradient(loss, variables)
+            # The minibatch is split over the strategy's replicas (one device: a plain gradient).
+            loss, gradients = self.objective.mean_value_and_gradient(
+                self.objective.train_loss,
+                self.objective.current_weights(),
+                tf.gather(inputs, indices),
+                tf.gather(labels, indices),
+            )
             finite = tree_math.all_finite(gradients)
             # A non-finite minibatch gradient is replaced by zeros, so theta never becomes non-finite.
             gradients = [tf.where(finite, g, tf.zeros_like(g)) for g in gradients]
