@@ -361,8 +361,9 @@ class ProceduralDigitsSimulator(Simulator):
     - `noise_seed ~ Uniform(0, 1)`, psi-free: seeds the distortion field's shape and the
       flipped pixels.
 
-    psi (all with search bounds): `class_logits` [10], `variant_logits` [22] (flat, in
-    `VARIANT_NAMES` order), and `<factor>_mean`, `<factor>_log_scale` for the nine factors.
+    psi (all with search bounds): `class_logits` [10] (unless `tune_class_prior=False`),
+    `variant_logits` [22] (flat, in `VARIANT_NAMES` order), and `<factor>_mean`,
+    `<factor>_log_scale` for the nine factors.
 
     The untuned default is the hand-set choice a practitioner would make before any
     tuning; it is fixed here and never fitted to the real digits. Class prior and
@@ -398,15 +399,21 @@ class ProceduralDigitsSimulator(Simulator):
     num_classes = NUM_CLASSES
     render_with_tf_ops = False
 
-    def __init__(self, logit_bound: float = 4.0, name: str = "procedural_digits"):
+    def __init__(self, logit_bound: float = 4.0, tune_class_prior: bool = True, name: str = "procedural_digits"):
         """Args:
         logit_bound: search box `[-logit_bound, logit_bound]` of the class and variant logits.
+        tune_class_prior: whether `class_logits` is part of psi. False fixes the class
+          prior at uniform (the real digits are class-balanced): a tuned prior
+          follows what helps the *warm-started* model now and can starve classes
+          a model trained from scratch then lacks (see benchmarks/RESULTS.md).
         name: module name.
         """
         super().__init__(name=name)
         if not (np.isfinite(logit_bound) and logit_bound > 0):
             raise ValueError(f"logit_bound={logit_bound} must be a finite number > 0.")
-        self.add_parameter("class_logits", np.zeros(NUM_CLASSES, np.float32), bounds=(-logit_bound, logit_bound))
+        self.tune_class_prior = bool(tune_class_prior)
+        if self.tune_class_prior:
+            self.add_parameter("class_logits", np.zeros(NUM_CLASSES, np.float32), bounds=(-logit_bound, logit_bound))
         self.add_parameter(
             "variant_logits", np.zeros(len(VARIANT_NAMES), np.float32), bounds=(-logit_bound, logit_bound)
         )
@@ -428,6 +435,12 @@ class ProceduralDigitsSimulator(Simulator):
         """Names of the `variant_logits` entries, in order (`"<digit>_<variant>"`)."""
         return VARIANT_NAMES
 
+    def class_logits(self) -> tf.Tensor:
+        """`[10]` class logits: psi when `tune_class_prior`, else zeros (uniform prior)."""
+        if self.tune_class_prior:
+            return self.parameter("class_logits")
+        return tf.zeros([NUM_CLASSES], tf.float32)
+
     def variant_logit_matrix(self) -> tf.Tensor:
         """`[10, MAX_VARIANTS]` logits: psi where a variant exists, `MASKED_LOGIT` in the padding."""
         padding = tf.fill([NUM_CLASSES, MAX_VARIANTS], tf.constant(MASKED_LOGIT, tf.float32))
@@ -437,7 +450,7 @@ class ProceduralDigitsSimulator(Simulator):
         """The joint latent distribution described in the class docstring."""
         variant_logits = self.variant_logit_matrix()
         components = {
-            "digit": tfd.Categorical(logits=self.parameter("class_logits")),
+            "digit": tfd.Categorical(logits=self.class_logits()),
             "variant": lambda digit: tfd.Categorical(logits=tf.gather(variant_logits, digit)),
         }
         for factor in FACTORS:

@@ -9,7 +9,7 @@ import tensorflow as tf
 from absl import logging
 
 from autosimulate_tf.baselines.scratch_training import ScratchTrainingEvaluator
-from autosimulate_tf.train import pictures
+from autosimulate_tf.train import pictures, psi_average
 from autosimulate_tf.train.trainer import AutoSimulateTrainer, SimulatorFailureError
 
 
@@ -139,6 +139,7 @@ def train_autosimulate(
     trainer_factory=AutoSimulateTrainer,
     final_training: bool = False,
     real_data_reference: bool = False,
+    final_psi_average_fraction: float = 0.0,
     history=None,
 ) -> dict:
     """Runs (or continues) an AutoSimulate experiment in `root_dir`.
@@ -161,6 +162,11 @@ def train_autosimulate(
       real_data_reference: also train the same model on the real validation data
         (`reference/ScratchTrainingEvaluator`) and report its test accuracy as
         `real_data_reference`: the sim-to-real gap for readers, not a competitor.
+      final_psi_average_fraction: 0 (default): the fresh final model and the
+        sample pictures use the last psi. f in (0, 1]: they use the mean psi over
+        the last f of the outer iterations (tail averaging, see `psi_average`),
+        reported as `averaged_psi` in results.json; `final_psi` stays the last
+        iterate, which is also what the checkpoint holds.
       history: optional list; each iteration's metrics dict is appended to it.
 
     Returns:
@@ -180,6 +186,10 @@ def train_autosimulate(
     ):
         if value < 1:
             raise ValueError(f"train_autosimulate.{name}={value} must be >= 1.")
+    if not 0.0 <= final_psi_average_fraction <= 1.0:
+        raise ValueError(
+            f"train_autosimulate.final_psi_average_fraction={final_psi_average_fraction} must be in [0, 1]."
+        )
     tf.io.gfile.makedirs(root_dir)
     trainer = trainer_factory()
     manager = tf.train.CheckpointManager(
@@ -219,6 +229,12 @@ def train_autosimulate(
                     f"Resume by running the same command again with --root_dir={root_dir}."
                 )
     results = final_results(trainer)
+    if final_psi_average_fraction and results["outer_iterations"] > 0:
+        averaged, first, last = psi_average.tail_average(trajectory.entries, final_psi_average_fraction)
+        trainer.simulator.set_constrained_parameters(averaged)
+        results["averaged_psi"] = trainer.constrained_psi()
+        results["averaged_psi_iterations"] = [first, last]
+        print(f"Final model and pictures use psi averaged over outer iterations {first}-{last}.", flush=True)
     if final_training or real_data_reference:
         results.update(_train_fresh_models(trainer, final_training, real_data_reference))
     pictures.write_psi_plot(os.path.join(root_dir, "psi_trajectory.png"), trajectory.entries)
@@ -230,7 +246,7 @@ def train_autosimulate(
 
 
 def _train_fresh_models(trainer, final_training: bool, real_data_reference: bool) -> dict:
-    """Fresh models from the final psi (and on real validation data), scored on real test data."""
+    """Fresh models from the final (or averaged) psi (and on real validation data), scored on real test data."""
     results = {}
     problem = trainer.problem()
     if final_training:
