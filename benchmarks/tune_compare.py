@@ -40,6 +40,12 @@ GRIDS = {
         "LearningToSimulate.initial_std": [0.5, 1.0],
         "ScratchTrainingEvaluator.num_samples": [250, 1000],
     },
+    # Follow-up: fewer samples per outer iteration than the first grid's smallest N.
+    "autosimulate_small_n": {
+        "AutoSimulateTrainer.num_samples": [10, 20],
+        "AutoSimulateTrainer.num_inner_steps": [10, 30],
+        "outer/keras.optimizers.Adam.learning_rate": [0.2, 0.3],
+    },
     # Follow-up: smaller datasets per LTS evaluation at the best lr/std of the grid above.
     "learning_to_simulate_small_m": {
         "LearningToSimulate.policy_learning_rate": [0.1],
@@ -62,7 +68,7 @@ def main(argv):
         target = gin.query_parameter("run_comparison.target_accuracy")
         per_seed = []
         for seed in FLAGS.seeds:
-            run = run_method(FLAGS.method.removesuffix("_small_m"), int(seed), target)
+            run = run_method(FLAGS.method.removesuffix("_small_m").removesuffix("_small_n"), int(seed), target)
             per_seed.append(report.summarize_run(run, target))
         samples = [s["samples_to_target"] for s in per_seed]
         times = [s["time_to_target_s"] for s in per_seed]
