@@ -24,7 +24,12 @@ setup(
         "scikit-learn>=1.5",
         "matplotlib>=3.8",
     ],
-    extras_require={"test": ["pytest>=8", "ruff>=0.15"]},
+    extras_require={
+        # Optional render backend: render_latents.backend = @RayBackend().
+        "ray": ["ray>=2.40,<3"],
+        # CI exercises the Ray backend too (a local instance adds ~30 s to the tests on 2 cores).
+        "test": ["pytest>=8", "ruff>=0.15", "ray>=2.40,<3"],
+    },
     entry_points={
         "console_scripts": [
             "autosimulate-train=autosimulate_tf.train.launch:run",

@@ -1,5 +1,11 @@
 """Data: the render pipeline (latents -> generated dataset) and real target datasets."""
 
+from autosimulate_tf.data.backends import (
+    InProcessBackend,
+    ProcessPoolBackend,
+    RayBackend,
+    RenderBackend,
+)
 from autosimulate_tf.data.digits import uci_digits_real_data
 from autosimulate_tf.data.pipeline import RenderedData, keep_valid, render_latents
 from autosimulate_tf.data.real import (
@@ -9,7 +15,11 @@ from autosimulate_tf.data.real import (
 )
 
 __all__ = [
+    "InProcessBackend",
+    "ProcessPoolBackend",
+    "RayBackend",
     "RealData",
+    "RenderBackend",
     "RenderedData",
     "keep_valid",
     "render_latents",

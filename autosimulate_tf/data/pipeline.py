@@ -1,9 +1,11 @@
 """`tf.data` from latents to a rendered, in-memory generated dataset `D_t`.
 
 Latents are sampled on the driver with stateless seeds. Python/numpy renderers run
-through `tf.numpy_function` in a parallel `tf.data` map (`deterministic=True`, so
-the order and therefore the result never depend on thread timing); TF-op renderers
-run as one compiled `tf.vectorized_map`.
+through a render backend (`autosimulate_tf.data.backends`, chosen by one gin binding,
+e.g. `render_latents.backend = @ProcessPoolBackend()`); the default runs them through
+`tf.numpy_function` in a parallel `tf.data` map (`deterministic=True`, so the order and
+therefore the result never depend on thread timing). TF-op renderers run as one
+compiled `tf.vectorized_map` whatever the backend.
 
 `D_t` is materialised once per outer iteration because it is used three times:
 for the warm-started inner steps, the curvature products, and the per-example
@@ -16,6 +18,7 @@ import threading
 import weakref
 from typing import NamedTuple
 
+import gin
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -73,6 +76,14 @@ def check_rendered(simulator, observation, label) -> str | None:
     return None
 
 
+def placeholder_sample(simulator):
+    """The finite `(observation, label)` of zeros that fills the row of an invalid sample."""
+    return (
+        np.zeros(tuple(simulator.observation_shape), simulator.observation_dtype),
+        np.zeros(tuple(simulator.label_shape), simulator.label_dtype),
+    )
+
+
 def render_one_numpy(simulator, latent, timeout_s: float | None = None):
     """Renders one latent with a Python/numpy renderer.
 
@@ -80,9 +91,7 @@ def render_one_numpy(simulator, latent, timeout_s: float | None = None):
       `(observation, label, reason)`; reason is None for a usable sample,
       otherwise why it is not (exception, timeout, shape, non-finite).
     """
-    observation_shape = tuple(simulator.observation_shape)
-    label_shape = tuple(simulator.label_shape)
-    zeros = (np.zeros(observation_shape, simulator.observation_dtype), np.zeros(label_shape, simulator.label_dtype))
+    zeros = placeholder_sample(simulator)
     try:
         observation, label = call_with_timeout(simulator.render, latent, timeout_s)
         observation = np.asarray(observation, dtype=simulator.observation_dtype)
@@ -135,26 +144,75 @@ def _compiled_tf_render(simulator):
     return _COMPILED_TF_RENDERS[simulator]
 
 
+_LOGGED_TF_OP_BACKENDS = set()
+
+
+@gin.configurable(allowlist=["backend"])
 def render_latents(
-    simulator, latents, num_parallel_calls: int = tf.data.AUTOTUNE, render_timeout_s: float | None = None
+    simulator,
+    latents,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    render_timeout_s: float | None = None,
+    backend=None,
 ) -> RenderedData:
     """Renders a batch of latents into a `RenderedData` (eagerly, off any tape).
+
+    Only `backend` is gin-configurable, so one binding switches every caller (the
+    trainer, the baselines' scratch training, the sample pictures):
+
+        render_latents.backend = @ProcessPoolBackend()
 
     Args:
       simulator: a `Simulator`.
       latents: a batch of latents as returned by `simulator.sample_latents`.
-      num_parallel_calls: parallelism of the render map.
+      num_parallel_calls: parallelism of the default in-process render map (used
+        only when `backend` is None; a backend carries its own settings).
       render_timeout_s: a Python render taking longer counts as failed (None: no limit).
+      backend: a render backend from `autosimulate_tf.data.backends` for
+        Python/numpy renderers; None renders in-process
+        (`InProcessBackend(num_parallel_calls)`). TF-op renderers ignore it.
 
     Returns:
       `RenderedData` with one row per latent, in latent order.
     """
+    from autosimulate_tf.data import backends  # Lazy: the backends module imports this one.
+
     if simulator.render_with_tf_ops:
+        if backend is not None and not isinstance(backend, backends.InProcessBackend):
+            key = (type(backend).__name__, type(simulator).__name__)
+            if key not in _LOGGED_TF_OP_BACKENDS:
+                _LOGGED_TF_OP_BACKENDS.add(key)
+                logging.info(
+                    "%s renders with TF ops: it runs as one compiled vectorized_map in this process; "
+                    "render_latents.backend=%s applies to Python/numpy renderers only.",
+                    key[1],
+                    key[0],
+                )
         # TF-op renderers run as one compiled, vectorised function: building a tf.data
-        # pipeline per call would cost more than rendering a few hundred samples.
+        # pipeline per call would cost more than rendering a few hundred samples, and
+        # shipping TF graphs to other processes would cost more still.
         inputs, labels, valid = _compiled_tf_render(simulator)(latents)
         return RenderedData(inputs, labels, valid)
 
+    if backend is None:
+        backend = backends.InProcessBackend(num_parallel_calls=num_parallel_calls)
+    inputs, labels, valid = backend.render(simulator, latents, render_timeout_s)
+    return RenderedData(
+        tf.convert_to_tensor(inputs, tf.as_dtype(simulator.observation_dtype)),
+        tf.convert_to_tensor(labels, tf.as_dtype(simulator.label_dtype)),
+        tf.convert_to_tensor(valid, tf.bool),
+    )
+
+
+def render_in_process(
+    simulator, latents, num_parallel_calls: int = tf.data.AUTOTUNE, render_timeout_s: float | None = None
+) -> RenderedData:
+    """Renders latents with a Python/numpy renderer in a parallel, order-preserving `tf.data` map.
+
+    The threads of the map share the GIL: a GIL-bound renderer gains nothing from
+    `num_parallel_calls > 1` (use a process or Ray backend), one that releases it
+    (numpy on large arrays, I/O, C extensions) does.
+    """
     num_samples = int(tf.nest.flatten(latents)[0].shape[0])
     dataset = tf.data.Dataset.from_tensor_slices(latents)
     observation_shape = tuple(simulator.observation_shape)

@@ -5,6 +5,7 @@ from autosimulate_tf.simulators.digits import ProceduralDigitsSimulator
 from autosimulate_tf.simulators.faults import FaultInjectingSimulator
 from autosimulate_tf.simulators.gmm import GaussianMixtureSimulator
 from autosimulate_tf.simulators.pools import CategoricalPoolsSimulator, xor_pools
+from autosimulate_tf.simulators.slow import SlowRenderSimulator
 
 __all__ = [
     "CategoricalPoolsSimulator",
@@ -12,5 +13,6 @@ __all__ = [
     "GaussianMixtureSimulator",
     "ProceduralDigitsSimulator",
     "Simulator",
+    "SlowRenderSimulator",
     "xor_pools",
 ]

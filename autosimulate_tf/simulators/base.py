@@ -33,6 +33,31 @@ import tensorflow_probability as tfp
 tfb = tfp.bijectors
 
 
+class PsiNotAvailableError(RuntimeError):
+    """psi was read from a pickled copy of a simulator (in a render worker), where it does not exist."""
+
+
+class _PsiLeftOnTheDriver:
+    """Stands in for psi state (variables, bijectors, compiled functions) in a pickled simulator.
+
+    Any use raises `PsiNotAvailableError` naming the simulator and attribute, so a
+    `render` that reads psi fails loudly in a worker instead of using stale values.
+    """
+
+    def __init__(self, owner: str, attribute: str):
+        self.owner = owner
+        self.attribute = attribute
+
+    def _fail(self, *args, **kwargs):
+        raise PsiNotAvailableError(
+            f"{self.owner}.{self.attribute} is not available in a copy of the simulator shipped to a render worker: "
+            "render must depend only on its latent (psi acts through sample_latents on the driver)."
+        )
+
+    __getitem__ = __iter__ = __len__ = __contains__ = __call__ = _fail
+    keys = values = items = get = forward = inverse = numpy = assign = _fail
+
+
 class Simulator(tf.Module):
     """Base class of all simulators.
 
@@ -41,6 +66,16 @@ class Simulator(tf.Module):
     regression) and `render_with_tf_ops` (True when `render` is written in TF ops
     and may run inside the `tf.data` graph; False runs it as Python/numpy through
     `tf.numpy_function`), and implement `latent_distribution` and `render`.
+
+    `render` must depend only on its latent, never on psi: psi acts through
+    `sample_latents` on the driver, and a process or Ray render backend
+    (`autosimulate_tf.data.backends`) renders with a pickled copy of the simulator.
+    Pickling (`__getstate__`) therefore ships what `render` needs (plain attributes,
+    constant tensors, wrapped simulators) and drops the TF state: the psi variables
+    and bijectors, compiled functions and `tf.Module` tracking bookkeeping. In such a
+    copy every access to psi (`parameter`, `psi_variables`, `latent_distribution`,
+    `sample_latents`, ...) raises `PsiNotAvailableError` instead of silently using
+    stale values. The same holds for `copy.copy` / `copy.deepcopy` of a simulator.
     """
 
     observation_shape: tuple = ()
@@ -55,6 +90,31 @@ class Simulator(tf.Module):
         self._variables = {}
         self._bijectors = {}
         self._bounds = {}
+
+    def __getstate__(self):
+        """What a pickled copy keeps: everything `render` may need, without psi or other TF state.
+
+        Psi variables, bijectors, any other `tf.Variable` or compiled `tf.function`
+        attribute are replaced by stand-ins that raise `PsiNotAvailableError` on use;
+        `tf.Module`'s tracking bookkeeping (`_self_*`) is dropped and rebuilt lazily.
+        """
+        owner = type(self).__name__
+        state = {}
+        for key, value in self.__dict__.items():
+            if key.startswith("_self_"):
+                continue  # Trackable bookkeeping: references the variables, rebuilt on demand.
+            if key == "_compiled_sample":
+                value = None  # Rebuilt on demand from latent_distribution, which then fails on psi.
+            elif key in ("_variables", "_bijectors") or isinstance(
+                value, tf.Variable | tf.types.experimental.PolymorphicFunction
+            ):
+                value = _PsiLeftOnTheDriver(owner, key.lstrip("_"))
+            state[key] = value
+        return state
+
+    def __setstate__(self, state):
+        """Restores a pickled copy without going through `tf.Module` attribute tracking."""
+        self.__dict__.update(state)
 
     def add_parameter(self, name: str, initial_value, bijector=None, bounds=None) -> tf.Variable:
         """Creates one psi component.
@@ -172,6 +232,8 @@ class Simulator(tf.Module):
         Sampling runs as a compiled `tf.function` (eager TFP joint sampling costs tens
         of milliseconds per call); it reads the current psi on every call.
         """
+        if isinstance(self._variables, _PsiLeftOnTheDriver):
+            self._variables._fail()  # A worker copy: fail here, not inside a tf.function trace.
         if getattr(self, "_compiled_sample", None) is None:
             # Bypass tf.Module attribute tracking: the compiled function holds no state of its own.
             object.__setattr__(self, "_compiled_sample", tf.function(self._sample_latents, reduce_retracing=True))
