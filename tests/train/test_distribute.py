@@ -41,3 +41,27 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
     assert result["psi"] < 1e-5, result["psi"]
     assert result["theta"] < 1e-4, result["theta"]
     assert result["hypergradient_norms"] < 1e-4, result["hypergradient_norms"]
+
+
+def test_strategy_is_selected_by_gin(tmp_path):
+    """`AutoSimulateTrainer.strategy = @tf.distribute.MirroredStrategy()` resolves and runs (one device here)."""
+    import gin
+
+    from autosimulate_tf import configs
+    from autosimulate_tf.train import train_autosimulate
+
+    gin.clear_config()
+    configs.parse_gin(
+        ["toy_gmm.gin"],
+        [
+            "AutoSimulateTrainer.strategy = @tf.distribute.MirroredStrategy()",
+            "tf.distribute.MirroredStrategy.devices = ['/cpu:0']",
+            "train_autosimulate.num_outer_iterations = 2",
+            "AutoSimulateTrainer.num_initial_inner_steps = 10",
+        ],
+    )
+    results = train_autosimulate(root_dir=str(tmp_path))
+    assert results["outer_iterations"] == 2
+    operative = (tmp_path / "operative_config.gin").read_text()
+    assert "AutoSimulateTrainer.strategy = @tf.distribute.MirroredStrategy()" in operative
+    assert "MirroredStrategy.devices = ['/cpu:0']" in operative
