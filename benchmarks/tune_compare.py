@@ -46,6 +46,12 @@ GRIDS = {
         "AutoSimulateTrainer.num_inner_steps": [10, 30],
         "outer/keras.optimizers.Adam.learning_rate": [0.2, 0.3],
     },
+    # Reusing the renders of the previous W iterations with importance weights.
+    "autosimulate_reuse": {
+        "AutoSimulateTrainer.num_samples": [5, 10, 20],
+        "AutoSimulateTrainer.reuse_iterations": [4, 9],
+        "outer/keras.optimizers.Adam.learning_rate": [0.2, 0.3],
+    },
     # Follow-up: smaller datasets per LTS evaluation at the best lr/std of the grid above.
     "learning_to_simulate_small_m": {
         "LearningToSimulate.policy_learning_rate": [0.1],
@@ -68,7 +74,7 @@ def main(argv):
         target = gin.query_parameter("run_comparison.target_accuracy")
         per_seed = []
         for seed in FLAGS.seeds:
-            run = run_method(FLAGS.method.removesuffix("_small_m").removesuffix("_small_n"), int(seed), target)
+            run = run_method(FLAGS.method.removesuffix("_small_m").removesuffix("_small_n").removesuffix("_reuse"), int(seed), target)
             per_seed.append(report.summarize_run(run, target))
         samples = [s["samples_to_target"] for s in per_seed]
         times = [s["time_to_target_s"] for s in per_seed]

@@ -49,6 +49,7 @@ def estimate_hypergradient(
     baseline: str = influence.LEAVE_ONE_OUT,
     initial_guess=None,
     report_residual: bool = True,
+    importance_weights=None,
 ) -> HypergradientResult:
     """Approximate hypergradient of the validation loss in the simulator parameters.
 
@@ -68,6 +69,9 @@ def estimate_hypergradient(
       initial_guess: warm start for the solver (previous `z`), or None.
       report_residual: spend one extra curvature product to report the relative
         residual `|(C + lambda I) z - v| / |v|`.
+      importance_weights: optional `[n]` weights `p(c_i | psi) / q(c_i)` for latents
+        drawn under another distribution q (reused renders); they multiply each
+        sample's score-function term. None: all latents were drawn under psi.
 
     Returns:
       A `HypergradientResult`. Diagnostics: `validation_loss`,
@@ -96,7 +100,7 @@ def estimate_hypergradient(
     psi_variables = simulator.psi_variables
     with tf.GradientTape() as psi_tape:
         log_probs = simulator.log_prob(latents)
-        surrogate = influence.surrogate_loss(log_probs, weights_influence, baselines)
+        surrogate = influence.surrogate_loss(log_probs, weights_influence, baselines, importance_weights)
     gradients = psi_tape.gradient(surrogate, psi_variables)
     gradients = [
         tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)

@@ -69,8 +69,10 @@ def baseline_values(weights: tf.Tensor, baseline: str = LEAVE_ONE_OUT) -> tf.Ten
     return (tf.reduce_sum(weights) - weights) / (count - 1.0)
 
 
-def surrogate_loss(log_probs: tf.Tensor, weights: tf.Tensor, baselines: tf.Tensor) -> tf.Tensor:
-    """`S = - mean_i stop_gradient(w_i - b_i) * log p(c_i | psi)`.
+def surrogate_loss(
+    log_probs: tf.Tensor, weights: tf.Tensor, baselines: tf.Tensor, importance_weights=None
+) -> tf.Tensor:
+    """`S = - mean_i stop_gradient(r_i (w_i - b_i)) * log p(c_i | psi)`.
 
     Its gradient in psi is the AutoSimulate hypergradient estimate; minimising it
     with any optimizer descends the validation loss.
@@ -80,11 +82,15 @@ def surrogate_loss(log_probs: tf.Tensor, weights: tf.Tensor, baselines: tf.Tenso
         were `stop_gradient`-ed (see `Simulator.log_prob`).
       weights: `[n]` influence weights.
       baselines: `[n]` baselines.
+      importance_weights: optional `[n]` `r_i = p(c_i | psi) / q(c_i)` for latents
+        drawn under q; `E_q[r f grad log p] = E_p[f grad log p]`. None: `r_i = 1`.
 
     Returns:
       Scalar surrogate loss.
     """
     # stop_gradient drops d(w_i - b_i)/dpsi: w depends on psi only through the
     # sampled data, whose dependence the score term log p accounts for.
-    advantages = tf.stop_gradient(tf.cast(weights - baselines, log_probs.dtype))
-    return -tf.reduce_mean(advantages * log_probs)
+    advantages = tf.cast(weights - baselines, log_probs.dtype)
+    if importance_weights is not None:
+        advantages = advantages * tf.cast(importance_weights, log_probs.dtype)
+    return -tf.reduce_mean(tf.stop_gradient(advantages) * log_probs)

@@ -77,6 +77,7 @@ class AutoSimulateTrainer:
         max_failure_rate: float = 0.5,
         render_timeout_s: float | None = None,
         strategy=None,
+        reuse_iterations: int = 0,
         seed: int = 0,
     ):
         """Args:
@@ -107,6 +108,13 @@ class AutoSimulateTrainer:
           for the task model: its variables are mirrored, and inner steps,
           validation gradient, curvature products and influence weights run
           data-parallel over the replicas. None: the current (default) strategy.
+        reuse_iterations: W >= 0. Each outer iteration also trains on, and
+          scores, the renders of the previous W iterations, so only N new samples
+          are rendered per iteration while the hypergradient sees up to
+          (W + 1) N. Old samples enter the score-function term with self-normalised
+          importance weights `p(c | psi_t) / p(c | psi_then)`, which keeps it an
+          estimate of the gradient under the current psi. The kept renders are
+          part of the checkpoint. 0: no reuse (the estimator of the paper).
         seed: experiment seed; every random draw (and the model's initial
           weights) derives from it statelessly.
         """
@@ -128,6 +136,7 @@ class AutoSimulateTrainer:
             f"AutoSimulateTrainer.baseline={baseline!r} is not one of {influence.BASELINES}.",
         )
         _check(callable(solver), f"AutoSimulateTrainer.solver={solver!r} is not a solver function.")
+        _check(reuse_iterations >= 0, f"AutoSimulateTrainer.reuse_iterations={reuse_iterations} must be >= 0.")
         _check(
             0.0 < max_failure_rate <= 1.0,
             f"AutoSimulateTrainer.max_failure_rate={max_failure_rate} must be in (0, 1].",
@@ -151,6 +160,7 @@ class AutoSimulateTrainer:
         self.warm_start_solver = bool(warm_start_solver)
         self.max_failure_rate = float(max_failure_rate)
         self.render_timeout_s = render_timeout_s
+        self.reuse_iterations = int(reuse_iterations)
         self.seed = int(seed)
 
         num_outputs = simulator.num_classes if simulator.num_classes else int(np.prod(simulator.label_shape or (1,)))
@@ -189,6 +199,7 @@ class AutoSimulateTrainer:
             tf.constant(real_data.test_inputs, self.model.inputs[0].dtype),
             tf.constant(real_data.test_labels),
         )
+        self.reuse_buffer = self._make_reuse_buffer() if self.reuse_iterations else None
         self._inner_train_fn = tf.function(self._inner_train, reduce_retracing=True)
         self._hypergradient_fn = tf.function(self._hypergradient, reduce_retracing=True)
         self._evaluate_fn = tf.function(self._evaluate, reduce_retracing=True)
@@ -222,7 +233,9 @@ class AutoSimulateTrainer:
     # ------------------------------------------------------------------ state
     def checkpoint(self) -> tf.train.Checkpoint:
         """Everything needed to continue the run exactly."""
+        extra = {"reuse_buffer": self.reuse_buffer} if self.reuse_buffer is not None else {}
         return tf.train.Checkpoint(
+            **extra,
             model=self.model,
             inner_optimizer=self.inner_optimizer,
             outer_optimizer=self.outer_optimizer,
@@ -238,6 +251,65 @@ class AutoSimulateTrainer:
         base = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 0], tf.int64), iteration)
         seeds = tf.random.experimental.stateless_split(base, 2)
         return seeds[0], seeds[1]
+
+    # ------------------------------------------------------------------ reuse
+    def _make_reuse_buffer(self) -> dict:
+        """W slots of N samples (inputs, labels, latents, log q), as variables so checkpoints hold them."""
+        example = self.simulator.sample_latents(1, seed=tf.constant([self.seed, 2]))
+        slots, size = self.reuse_iterations, self.num_samples
+
+        def slot_variable(shape, dtype, name):
+            return tf.Variable(tf.zeros([slots, size, *shape], dtype), trainable=False, name=name)
+
+        return {
+            "inputs": slot_variable(self.simulator.observation_shape, self.model.inputs[0].dtype, "reuse_inputs"),
+            "labels": slot_variable(
+                self.simulator.label_shape, tf.as_dtype(self.simulator.label_dtype), "reuse_labels"
+            ),
+            "log_q": slot_variable((), tf.float32, "reuse_log_q"),
+            "count": tf.Variable(tf.zeros([slots], tf.int32), trainable=False, name="reuse_count"),
+            "latents": tf.nest.map_structure(lambda t: slot_variable(t.shape[1:], t.dtype, "reuse_latents"), example),
+        }
+
+    def _reused_samples(self, iteration: int):
+        """The kept samples of the previous W iterations, oldest first: (inputs, labels, latents, log q)."""
+        buffer = self.reuse_buffer
+        slots = [(iteration + offset) % self.reuse_iterations for offset in range(self.reuse_iterations)]
+        slots = [slot for slot in slots if int(buffer["count"][slot]) > 0]
+
+        def gather(variable):
+            return tf.concat([variable[slot, : int(buffer["count"][slot])] for slot in slots], axis=0)
+
+        if not slots:
+            return None
+        return (
+            gather(buffer["inputs"]),
+            gather(buffer["labels"]),
+            tf.nest.map_structure(gather, buffer["latents"]),
+            gather(buffer["log_q"]),
+        )
+
+    def _store_for_reuse(self, iteration: int, inputs, labels, latents, log_q) -> None:
+        """Writes this iteration's kept samples into its slot (overwriting the oldest)."""
+        buffer = self.reuse_buffer
+        slot = iteration % self.reuse_iterations
+        count = int(inputs.shape[0])
+
+        def write(variable, value):
+            padding = [[0, self.num_samples - count]] + [[0, 0]] * (len(value.shape) - 1)
+            variable[slot].assign(tf.pad(tf.cast(value, variable.dtype), padding))
+
+        write(buffer["inputs"], inputs)
+        write(buffer["labels"], labels)
+        write(buffer["log_q"], log_q)
+        tf.nest.map_structure(write, buffer["latents"], latents)
+        buffer["count"][slot].assign(count)
+
+    def importance_weights(self, latents, log_q) -> tf.Tensor:
+        """Self-normalised `p(c | psi_t) / q(c)`, scaled to mean 1 (one weight per sample)."""
+        log_ratio = tf.cast(self.simulator.log_prob(latents), tf.float32) - log_q
+        count = tf.cast(tf.shape(log_ratio)[0], tf.float32)
+        return count * tf.nn.softmax(log_ratio)
 
     # ------------------------------------------------------------------ steps
     def _inner_train(self, inputs, labels, num_steps, seed):
@@ -263,7 +335,7 @@ class AutoSimulateTrainer:
             loss = tf.cast(loss, tf.float32)
         return loss, nonfinite
 
-    def _hypergradient(self, inputs, labels, latents):
+    def _hypergradient(self, inputs, labels, latents, importance_weights=None):
         """Steps 3-6 without the update: returns the estimate and whether it is finite."""
         initial_guess = [tf.convert_to_tensor(v) for v in self.previous_direction] if self.warm_start_solver else None
         result = estimator.estimate_hypergradient(
@@ -280,6 +352,7 @@ class AutoSimulateTrainer:
             damping=self.damping,
             baseline=self.baseline,
             initial_guess=initial_guess,
+            importance_weights=importance_weights,
         )
         # A NaN validation gradient can hide behind a finite z (CG stops at once on a NaN residual), so it is
         # checked on its own.
@@ -323,13 +396,25 @@ class AutoSimulateTrainer:
                 f"{num_dropped} of {self.num_samples} renders failed at outer iteration {iteration + 1}, above "
                 f"AutoSimulateTrainer.max_failure_rate={self.max_failure_rate}."
             )
+        importance_weights = None
+        if self.reuse_buffer is not None:
+            # q = the psi each sample was drawn under: the current psi for the new ones.
+            log_q = tf.cast(self.simulator.log_prob(latents), tf.float32)
+            reused = self._reused_samples(iteration)
+            self._store_for_reuse(iteration, inputs, labels, latents, log_q)
+            if reused is not None:
+                inputs = tf.concat([reused[0], inputs], axis=0)
+                labels = tf.concat([reused[1], labels], axis=0)
+                latents = tf.nest.map_structure(lambda old, new: tf.concat([old, new], axis=0), reused[2], latents)
+                log_q = tf.concat([reused[3], log_q], axis=0)
+            importance_weights = self.importance_weights(latents, log_q)
         render_done = time.perf_counter()
 
         num_steps = self.num_initial_inner_steps if iteration == 0 else self.num_inner_steps
         inner_loss, nonfinite_inner = self._inner_train_fn(inputs, labels, tf.constant(num_steps), inner_seed)
         inner_done = time.perf_counter()
 
-        result, finite = self._hypergradient_fn(inputs, labels, latents)
+        result, finite = self._hypergradient_fn(inputs, labels, latents, importance_weights)
         updated = bool(finite) and self._update_psi(result.gradients)
         if updated:
             for variable, value in zip(self.previous_direction, result.direction, strict=True):
@@ -350,6 +435,12 @@ class AutoSimulateTrainer:
         self.wall_clock_s.assign_add(elapsed)
 
         metrics = {name: float(value) for name, value in result.diagnostics.items()}
+        if importance_weights is not None:
+            # Effective sample size of the weighted set, as a fraction of its size (1 = no degeneracy).
+            metrics["reuse_effective_sample_fraction"] = float(
+                tf.square(tf.reduce_sum(importance_weights))
+                / (tf.reduce_sum(tf.square(importance_weights)) * tf.cast(tf.size(importance_weights), tf.float32))
+            )
         validation = self.evaluate("validation")
         metrics.update(
             iteration=iteration + 1,

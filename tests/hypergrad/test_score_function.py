@@ -183,3 +183,36 @@ def test_sample_latents_have_no_gradient_path_to_psi():
     # Same draws: stop_gradient changes the gradient path, not the values.
     np.testing.assert_array_equal(stopped.numpy(), raw.numpy())
     assert stopped.shape == (100, 2)
+
+
+SHIFT = np.array([0.4, -0.3])  # q = the latent distribution at MEAN + SHIFT (an older psi)
+
+
+def importance_weighted_gradient(latents, values, importance_weights):
+    """`d S / d mu` at `MEAN` for latents drawn under q, with the library's surrogate and weights."""
+    simulator = GaussianLatentSimulator()
+    baselines = influence.baseline_values(values)
+    with tf.GradientTape() as tape:
+        log_probs = simulator.log_prob(latents)
+        surrogate = influence.surrogate_loss(log_probs, values, baselines, importance_weights)
+    (gradient,) = tape.gradient(surrogate, simulator.psi_variables)
+    return gradient.numpy()
+
+
+def test_importance_weighted_surrogate_estimates_the_gradient_under_the_current_psi():
+    """Reused renders: latents from q, weights p/q (self-normalised, as the trainer uses them)."""
+    old = GaussianLatentSimulator(mean=MEAN + SHIFT)
+    latents = old.sample_latents(NUM_SAMPLES, seed=tf.constant(SEED))
+    log_ratio = GaussianLatentSimulator().log_prob(latents) - old.log_prob(latents)
+    weights = NUM_SAMPLES * tf.nn.softmax(log_ratio)
+    values = f(latents)
+    estimate = importance_weighted_gradient(latents, values, weights)
+    terms = weights.numpy()[:, None] * score_terms(latents.numpy(), values.numpy())
+    np.testing.assert_allclose(estimate, terms.mean(axis=0), rtol=1e-4, atol=1e-6)
+    check_against_pathwise(estimate, standard_error(terms))
+    # Without the weights the same samples estimate the gradient at the *old* psi, which the check rejects.
+    unweighted = importance_weighted_gradient(latents, values, None)
+    with pytest.raises(AssertionError):
+        check_against_pathwise(unweighted, standard_error(terms))
+    old_gradient = analytic_pathwise_gradient(MEAN + SHIFT)
+    assert np.all(np.abs(unweighted - old_gradient) < 5 * standard_error(terms)), (unweighted, old_gradient)
