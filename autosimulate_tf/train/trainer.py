@@ -31,6 +31,9 @@ from autosimulate_tf.models import losses
 # (`gin.tf` cannot be imported on TF >= 2.16, so we register them ourselves.)
 for _optimizer in (keras.optimizers.Adam, keras.optimizers.SGD, keras.optimizers.RMSprop):
     gin.external_configurable(_optimizer, module="keras.optimizers")
+# Learning-rate schedules, e.g. `outer/keras.optimizers.Adam.learning_rate = @keras.optimizers.schedules.CosineDecay()`.
+for _schedule in (keras.optimizers.schedules.CosineDecay, keras.optimizers.schedules.ExponentialDecay):
+    gin.external_configurable(_schedule, module="keras.optimizers.schedules")
 
 COUNTERS = (
     "simulated_samples",

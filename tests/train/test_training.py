@@ -122,3 +122,27 @@ def test_restart_from_first_checkpoint_ends_like_an_uninterrupted_run(tmp_path):
     )
     for key in ("val_accuracy", "val_loss", "test_accuracy", "simulated_samples", "inner_steps", "hvp_count"):
         assert resumed[key] == uninterrupted[key], key
+
+
+def test_a_psi_learning_rate_schedule_can_be_bound_in_gin(tmp_path):
+    """`keras.optimizers.schedules.CosineDecay` is registered with gin; the psi step size decays with it."""
+    from autosimulate_tf.train.trainer import AutoSimulateTrainer
+
+    gin.clear_config()
+    configs.parse_gin(
+        ["toy_gmm.gin"],
+        [
+            "outer/keras.optimizers.Adam.learning_rate = @outer/keras.optimizers.schedules.CosineDecay()",
+            "outer/keras.optimizers.schedules.CosineDecay.initial_learning_rate = 0.1",
+            "outer/keras.optimizers.schedules.CosineDecay.decay_steps = 4",
+            "outer/keras.optimizers.schedules.CosineDecay.alpha = 0.0",
+            "AutoSimulateTrainer.num_initial_inner_steps = 10",
+        ],
+    )
+    trainer = AutoSimulateTrainer()
+    rates = []
+    for _ in range(4):
+        rates.append(float(trainer.outer_optimizer.learning_rate.numpy()))
+        trainer.step()
+    rates.append(float(trainer.outer_optimizer.learning_rate.numpy()))
+    np.testing.assert_allclose(rates, [0.1 * 0.5 * (1 + np.cos(np.pi * k / 4)) for k in range(5)], atol=1e-6)
