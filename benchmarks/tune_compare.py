@@ -74,7 +74,9 @@ def main(argv):
         target = gin.query_parameter("run_comparison.target_accuracy")
         per_seed = []
         for seed in FLAGS.seeds:
-            run = run_method(FLAGS.method.removesuffix("_small_m").removesuffix("_small_n").removesuffix("_reuse"), int(seed), target)
+            run = run_method(
+                FLAGS.method.removesuffix("_small_m").removesuffix("_small_n").removesuffix("_reuse"), int(seed), target
+            )
             per_seed.append(report.summarize_run(run, target))
         samples = [s["samples_to_target"] for s in per_seed]
         times = [s["time_to_target_s"] for s in per_seed]
