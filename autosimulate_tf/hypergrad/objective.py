@@ -72,12 +72,27 @@ class TaskObjective:
             value = loss_fn(weights, inputs, labels)
         return value, weights_tape.gradient(value, weights)
 
-    def mean_value_and_gradient(self, loss_fn, weights, inputs, labels) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        """`value_and_gradient` over all examples, data-parallel over `self.sharding`'s replicas."""
-        return self.sharding.weighted_mean(
-            lambda shard_inputs, shard_labels: self.value_and_gradient(loss_fn, weights, shard_inputs, shard_labels),
-            [inputs, labels],
+    def weighted_train_loss(self, weights, inputs, labels, example_weights) -> tf.Tensor:
+        """`mean_i r_i l(x_i, y_i; theta)` plus weight decay: the training loss under importance weights `r`."""
+        per_example = self.per_example_losses(weights, inputs, labels)
+        return tf.reduce_mean(tf.cast(example_weights, per_example.dtype) * per_example) + self.weight_decay_term(
+            weights
         )
+
+    def mean_value_and_gradient(self, loss_fn, weights, inputs, labels, *per_example) -> tuple:
+        """`value_and_gradient` over all examples, data-parallel over `self.sharding`'s replicas.
+
+        `per_example` tensors (e.g. importance weights) are sharded with the examples
+        and passed to `loss_fn` after the labels.
+        """
+
+        def shard_value_and_gradient(shard_inputs, shard_labels, *shard_extra):
+            with tf.GradientTape() as weights_tape:
+                weights_tape.watch(list(weights))
+                value = loss_fn(list(weights), shard_inputs, shard_labels, *shard_extra)
+            return value, weights_tape.gradient(value, list(weights))
+
+        return self.sharding.weighted_mean(shard_value_and_gradient, [inputs, labels, *per_example])
 
     def gradient(self, loss_fn, weights, inputs, labels) -> list[tf.Tensor]:
         """Gradient of `loss_fn(weights, inputs, labels)` in the weights."""

@@ -114,9 +114,10 @@ class AutoSimulateTrainer:
         reuse_iterations: W >= 0. Each outer iteration also trains on, and
           scores, the renders of the previous W iterations, so only N new samples
           are rendered per iteration while the hypergradient sees up to
-          (W + 1) N. Old samples enter the score-function term with self-normalised
-          importance weights `p(c | psi_t) / p(c | psi_then)`, which keeps it an
-          estimate of the gradient under the current psi. The kept renders are
+          (W + 1) N. Old samples get self-normalised importance weights
+          `p(c | psi_t) / p(c | psi_then)` in the inner training loss and in the
+          score-function term, which keeps it an estimate of the gradient under
+          the current psi (curvature products stay unweighted). The kept renders are
           part of the checkpoint. 0: no reuse (the estimator of the paper).
         seed: experiment seed; every random draw (and the model's initial
           weights) derives from it statelessly.
@@ -315,8 +316,12 @@ class AutoSimulateTrainer:
         return count * tf.nn.softmax(log_ratio)
 
     # ------------------------------------------------------------------ steps
-    def _inner_train(self, inputs, labels, num_steps, seed):
-        """`num_steps` minibatch optimizer steps on `D_t`, warm-started from the current theta."""
+    def _inner_train(self, inputs, labels, num_steps, seed, example_weights=None):
+        """`num_steps` minibatch optimizer steps on `D_t`, warm-started from the current theta.
+
+        `example_weights` (importance weights of reused samples) weight each example's
+        loss, so theta is trained towards the current psi's data distribution.
+        """
         num_examples = tf.shape(inputs)[0]
         variables = self.model.trainable_variables
         loss = tf.constant(np.nan, tf.float32)
@@ -324,12 +329,13 @@ class AutoSimulateTrainer:
         for step in tf.range(num_steps):
             indices = pipeline.minibatch_indices(seed, step, self.inner_batch_size, num_examples)
             # The minibatch is split over the strategy's replicas (one device: a plain gradient).
-            loss, gradients = self.objective.mean_value_and_gradient(
-                self.objective.train_loss,
-                self.objective.current_weights(),
-                tf.gather(inputs, indices),
-                tf.gather(labels, indices),
-            )
+            batch = [tf.gather(inputs, indices), tf.gather(labels, indices)]
+            if example_weights is None:
+                loss_fn = self.objective.train_loss
+            else:
+                loss_fn = self.objective.weighted_train_loss
+                batch.append(tf.gather(example_weights, indices))
+            loss, gradients = self.objective.mean_value_and_gradient(loss_fn, self.objective.current_weights(), *batch)
             finite = tree_math.all_finite(gradients)
             # A non-finite minibatch gradient is replaced by zeros, so theta never becomes non-finite.
             gradients = [tf.where(finite, g, tf.zeros_like(g)) for g in gradients]
@@ -414,7 +420,9 @@ class AutoSimulateTrainer:
         render_done = time.perf_counter()
 
         num_steps = self.num_initial_inner_steps if iteration == 0 else self.num_inner_steps
-        inner_loss, nonfinite_inner = self._inner_train_fn(inputs, labels, tf.constant(num_steps), inner_seed)
+        inner_loss, nonfinite_inner = self._inner_train_fn(
+            inputs, labels, tf.constant(num_steps), inner_seed, importance_weights
+        )
         inner_done = time.perf_counter()
 
         result, finite = self._hypergradient_fn(inputs, labels, latents, importance_weights)
