@@ -50,6 +50,11 @@ def pieces(strategy) -> dict:
         sharded.mean_value_and_gradient(sharded.validation_loss, weights, val_inputs, val_labels),
         single.mean_value_and_gradient(single.validation_loss, weights, val_inputs, val_labels),
     )
+    example_weights = tf.random.stateless_uniform([37], [7, 8], 0.0, 2.0, dtype=tf.float64)
+    result["weighted_train_value_and_gradient"] = relative_difference(
+        sharded.mean_value_and_gradient(sharded.weighted_train_loss, weights, inputs, labels, example_weights),
+        single.mean_value_and_gradient(single.weighted_train_loss, weights, inputs, labels, example_weights),
+    )
     for name in curvature.CURVATURES:
         result[f"{name}_vector_product"] = relative_difference(
             curvature.make_damped_matvec(sharded, weights, inputs, labels, name, 0.1)(vector),

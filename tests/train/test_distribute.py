@@ -27,6 +27,7 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device():
     # float64, shards of 18 and 19 examples: only the summation order differs.
     for piece in (
         "validation_value_and_gradient",
+        "weighted_train_value_and_gradient",
         "hessian_vector_product",
         "gauss_newton_vector_product",
         "influence_weights",

@@ -64,3 +64,28 @@ def test_restart_with_reuse_ends_like_an_uninterrupted_run(tmp_path):
 def test_negative_reuse_is_rejected_naming_the_setting(tmp_path):
     with pytest.raises(ValueError, match=r"AutoSimulateTrainer\.reuse_iterations=-1"):
         run(tmp_path, ["AutoSimulateTrainer.reuse_iterations = -1"])
+
+
+def test_weighted_train_loss_weights_each_example_and_reduces_to_the_plain_loss():
+    import tensorflow as tf
+
+    from autosimulate_tf.hypergrad import TaskObjective
+    from autosimulate_tf.models import mlp
+
+    objective = TaskObjective(mlp(input_shape=(2,), num_outputs=2, dtype="float64"), "softmax_cross_entropy", 1e-2)
+    weights = objective.current_weights()
+    inputs = tf.constant(np.random.default_rng(0).normal(size=(6, 2)))
+    labels = tf.constant([0, 1, 1, 0, 1, 0])
+    ones = tf.ones([6], tf.float64)
+    np.testing.assert_allclose(
+        objective.weighted_train_loss(weights, inputs, labels, ones), objective.train_loss(weights, inputs, labels)
+    )
+    example_weights = tf.constant([0.0, 3.0, 0.5, 0.5, 2.0, 0.0], tf.float64)
+    per_example = objective.per_example_losses(weights, inputs, labels).numpy()
+    expected = np.mean(example_weights.numpy() * per_example) + objective.weight_decay_term(weights).numpy()
+    np.testing.assert_allclose(objective.weighted_train_loss(weights, inputs, labels, example_weights), expected)
+    # Through the (single-device) sharded path the per-example weights travel with their examples.
+    value, _ = objective.mean_value_and_gradient(
+        objective.weighted_train_loss, weights, inputs, labels, example_weights
+    )
+    np.testing.assert_allclose(value, expected)
