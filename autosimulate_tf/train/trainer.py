@@ -204,6 +204,7 @@ class AutoSimulateTrainer:
             tf.constant(real_data.test_labels),
         )
         self.reuse_buffer = self._make_reuse_buffer() if self.reuse_iterations else None
+        self._with_reused_samples_fn = tf.function(self._with_reused_samples, reduce_retracing=True)
         self._inner_train_fn = tf.function(self._inner_train, reduce_retracing=True)
         self._hypergradient_fn = tf.function(self._hypergradient, reduce_retracing=True)
         self._evaluate_fn = tf.function(self._evaluate, reduce_retracing=True)
@@ -275,45 +276,53 @@ class AutoSimulateTrainer:
             "latents": tf.nest.map_structure(lambda t: slot_variable(t.shape[1:], t.dtype, "reuse_latents"), example),
         }
 
-    def _reused_samples(self, iteration: int):
-        """The kept samples of the previous W iterations, oldest first: (inputs, labels, latents, log q)."""
+    def _with_reused_samples(self, inputs, labels, latents, iteration):
+        """`D_t` = the kept samples of the previous W iterations (oldest first) + this iteration's.
+
+        Also stores this iteration's samples in its slot (overwriting the oldest) and
+        returns the self-normalised importance weights `p(c | psi_t) / q(c)`, scaled to
+        mean 1, where q is the psi each sample was drawn under (the current one for the
+        new samples). Compiled: as eager ops this bookkeeping cost more than a whole
+        outer iteration of the toy problem.
+
+        Returns:
+          `(inputs, labels, latents, importance_weights)` of the combined set.
+        """
         buffer = self.reuse_buffer
-        slots = [(iteration + offset) % self.reuse_iterations for offset in range(self.reuse_iterations)]
-        slots = [slot for slot in slots if int(buffer["count"][slot]) > 0]
+        slots, size = self.reuse_iterations, self.num_samples
+        log_q = tf.cast(self.simulator.log_prob(latents), tf.float32)
+        # Slot (iteration + k) % W holds iteration - W + k: reading in this order is oldest first.
+        order = tf.math.floormod(tf.cast(iteration, tf.int32) + tf.range(slots), slots)
+        kept = tf.reshape(tf.range(size)[None, :] < tf.gather(buffer["count"], order)[:, None], [-1])
 
-        def gather(variable):
-            return tf.concat([variable[slot, : int(buffer["count"][slot])] for slot in slots], axis=0)
+        def old_and_new(variable, new):
+            old = tf.gather(variable, order)
+            old = tf.boolean_mask(tf.reshape(old, [slots * size, *old.shape[2:]]), kept)
+            return tf.concat([old, tf.cast(new, variable.dtype)], axis=0)
 
-        if not slots:
-            return None
-        return (
-            gather(buffer["inputs"]),
-            gather(buffer["labels"]),
-            tf.nest.map_structure(gather, buffer["latents"]),
-            gather(buffer["log_q"]),
+        combined = (
+            old_and_new(buffer["inputs"], inputs),
+            old_and_new(buffer["labels"], labels),
+            tf.nest.map_structure(old_and_new, buffer["latents"], latents),
+            old_and_new(buffer["log_q"], log_q),
         )
+        slot = tf.math.floormod(tf.cast(iteration, tf.int32), slots)
+        count = tf.shape(log_q)[0]
 
-    def _store_for_reuse(self, iteration: int, inputs, labels, latents, log_q) -> None:
-        """Writes this iteration's kept samples into its slot (overwriting the oldest)."""
-        buffer = self.reuse_buffer
-        slot = iteration % self.reuse_iterations
-        count = int(inputs.shape[0])
-
-        def write(variable, value):
-            padding = [[0, self.num_samples - count]] + [[0, 0]] * (len(value.shape) - 1)
+        def store(variable, value):
+            padding = [[0, size - count]] + [[0, 0]] * (len(value.shape) - 1)
             variable[slot].assign(tf.pad(tf.cast(value, variable.dtype), padding))
 
-        write(buffer["inputs"], inputs)
-        write(buffer["labels"], labels)
-        write(buffer["log_q"], log_q)
-        tf.nest.map_structure(write, buffer["latents"], latents)
+        store(buffer["inputs"], inputs)
+        store(buffer["labels"], labels)
+        store(buffer["log_q"], log_q)
+        tf.nest.map_structure(store, buffer["latents"], latents)
         buffer["count"][slot].assign(count)
 
-    def importance_weights(self, latents, log_q) -> tf.Tensor:
-        """Self-normalised `p(c | psi_t) / q(c)`, scaled to mean 1 (one weight per sample)."""
-        log_ratio = tf.cast(self.simulator.log_prob(latents), tf.float32) - log_q
-        count = tf.cast(tf.shape(log_ratio)[0], tf.float32)
-        return count * tf.nn.softmax(log_ratio)
+        combined_inputs, combined_labels, combined_latents, combined_log_q = combined
+        log_ratio = tf.cast(self.simulator.log_prob(combined_latents), tf.float32) - combined_log_q
+        weights = tf.cast(tf.shape(log_ratio)[0], tf.float32) * tf.nn.softmax(log_ratio)
+        return combined_inputs, combined_labels, combined_latents, weights
 
     # ------------------------------------------------------------------ steps
     def _inner_train(self, inputs, labels, num_steps, seed, example_weights=None):
@@ -407,16 +416,9 @@ class AutoSimulateTrainer:
             )
         importance_weights = None
         if self.reuse_buffer is not None:
-            # q = the psi each sample was drawn under: the current psi for the new ones.
-            log_q = tf.cast(self.simulator.log_prob(latents), tf.float32)
-            reused = self._reused_samples(iteration)
-            self._store_for_reuse(iteration, inputs, labels, latents, log_q)
-            if reused is not None:
-                inputs = tf.concat([reused[0], inputs], axis=0)
-                labels = tf.concat([reused[1], labels], axis=0)
-                latents = tf.nest.map_structure(lambda old, new: tf.concat([old, new], axis=0), reused[2], latents)
-                log_q = tf.concat([reused[3], log_q], axis=0)
-            importance_weights = self.importance_weights(latents, log_q)
+            inputs, labels, latents, importance_weights = self._with_reused_samples_fn(
+                inputs, labels, latents, tf.constant(iteration, tf.int64)
+            )
         render_done = time.perf_counter()
 
         num_steps = self.num_initial_inner_steps if iteration == 0 else self.num_inner_steps
