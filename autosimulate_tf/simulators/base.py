@@ -50,8 +50,10 @@ class _PsiLeftOnTheDriver:
 
     def _fail(self, *args, **kwargs):
         raise PsiNotAvailableError(
-            f"{self.owner}.{self.attribute} is not available in a copy of the simulator shipped to a render worker: "
-            "render must depend only on its latent (psi acts through sample_latents on the driver)."
+            f"{self.owner}.{self.attribute} is not available in a pickled or copied simulator (a render worker's "
+            "copy, or copy.copy / copy.deepcopy): render must depend only on its latent, since psi acts through "
+            "sample_latents on the driver. To duplicate a simulator with its psi, construct a new one and call "
+            "new.set_constrained_parameters(old.constrained_parameters())."
         )
 
     __getitem__ = __iter__ = __len__ = __contains__ = __call__ = _fail
@@ -75,7 +77,8 @@ class Simulator(tf.Module):
     and bijectors, compiled functions and `tf.Module` tracking bookkeeping. In such a
     copy every access to psi (`parameter`, `psi_variables`, `latent_distribution`,
     `sample_latents`, ...) raises `PsiNotAvailableError` instead of silently using
-    stale values. The same holds for `copy.copy` / `copy.deepcopy` of a simulator.
+    stale values. The same holds for `copy.copy` / `copy.deepcopy` of a simulator: to duplicate
+    one with its psi, construct a new one and call `set_constrained_parameters`.
     """
 
     observation_shape: tuple = ()

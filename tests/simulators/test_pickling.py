@@ -120,3 +120,18 @@ def test_busy_work_is_deterministic():
     assert busy_work(1000) == busy_work(1000)
     assert busy_work(1000) != busy_work(1001)
     assert busy_work(0) == 0
+
+
+def test_a_deep_copy_also_drops_psi_and_the_error_says_how_to_duplicate_a_simulator():
+    import copy
+
+    original = GaussianMixtureSimulator()
+    original.set_constrained_parameters({"means": [[1.0, 2.0], [-1.0, 0.5], [0.0, -2.0], [2.5, 1.5]]})
+    duplicate = copy.deepcopy(original)
+    with pytest.raises(PsiNotAvailableError, match="set_constrained_parameters"):
+        duplicate.sample_latents(4, seed=tf.constant([0, 1]))
+    # The documented way keeps psi.
+    rebuilt = GaussianMixtureSimulator()
+    rebuilt.set_constrained_parameters(original.constrained_parameters())
+    np.testing.assert_allclose(rebuilt.parameter("means").numpy(), original.parameter("means").numpy(), rtol=1e-6)
+    assert not np.allclose(rebuilt.parameter("means").numpy(), GaussianMixtureSimulator().parameter("means").numpy())
