@@ -56,28 +56,28 @@ class TaskObjective:
         squared = tf.add_n([tf.reduce_sum(tf.square(w)) for w in weights])
         return 0.5 * tree_math.as_dtype(self.weight_decay, squared.dtype) * squared
 
-    def train_loss(self, weights, inputs, labels) -> tf.Tensor:
-        """Mean generated-data loss plus weight decay."""
-        return tf.reduce_mean(self.per_example_losses(weights, inputs, labels)) + (self.weight_decay_term(weights))
+    def train_loss(self, weights, inputs, labels, example_weights=None) -> tf.Tensor:
+        """Mean generated-data loss plus weight decay.
+
+        `example_weights` (e.g. importance weights `r_i` of reused renders) make it
+        `mean_i r_i l(x_i, y_i; theta)` plus weight decay.
+        """
+        per_example = self.per_example_losses(weights, inputs, labels)
+        if example_weights is not None:
+            per_example = tf.cast(example_weights, per_example.dtype) * per_example
+        return tf.reduce_mean(per_example) + self.weight_decay_term(weights)
 
     def validation_loss(self, weights, inputs, labels) -> tf.Tensor:
         """Mean loss on real validation data."""
         return tf.reduce_mean(self.per_example_losses(weights, inputs, labels))
 
-    def value_and_gradient(self, loss_fn, weights, inputs, labels) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        """`loss_fn(weights, inputs, labels)` and its gradient in the weights, from one forward pass."""
+    def value_and_gradient(self, loss_fn, weights, inputs, labels, *per_example) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """`loss_fn(weights, inputs, labels, *per_example)` and its gradient in the weights, from one forward pass."""
         weights = list(weights)
         with tf.GradientTape() as weights_tape:
             weights_tape.watch(weights)
-            value = loss_fn(weights, inputs, labels)
+            value = loss_fn(weights, inputs, labels, *per_example)
         return value, weights_tape.gradient(value, weights)
-
-    def weighted_train_loss(self, weights, inputs, labels, example_weights) -> tf.Tensor:
-        """`mean_i r_i l(x_i, y_i; theta)` plus weight decay: the training loss under importance weights `r`."""
-        per_example = self.per_example_losses(weights, inputs, labels)
-        return tf.reduce_mean(tf.cast(example_weights, per_example.dtype) * per_example) + self.weight_decay_term(
-            weights
-        )
 
     def mean_value_and_gradient(self, loss_fn, weights, inputs, labels, *per_example) -> tuple:
         """`value_and_gradient` over all examples, data-parallel over `self.sharding`'s replicas.
@@ -85,14 +85,9 @@ class TaskObjective:
         `per_example` tensors (e.g. importance weights) are sharded with the examples
         and passed to `loss_fn` after the labels.
         """
-
-        def shard_value_and_gradient(shard_inputs, shard_labels, *shard_extra):
-            with tf.GradientTape() as weights_tape:
-                weights_tape.watch(list(weights))
-                value = loss_fn(list(weights), shard_inputs, shard_labels, *shard_extra)
-            return value, weights_tape.gradient(value, list(weights))
-
-        return self.sharding.weighted_mean(shard_value_and_gradient, [inputs, labels, *per_example])
+        return self.sharding.weighted_mean(
+            lambda *shard: self.value_and_gradient(loss_fn, weights, *shard), [inputs, labels, *per_example]
+        )
 
     def gradient(self, loss_fn, weights, inputs, labels) -> list[tf.Tensor]:
         """Gradient of `loss_fn(weights, inputs, labels)` in the weights."""

@@ -290,7 +290,7 @@ class AutoSimulateTrainer:
         """
         buffer = self.reuse_buffer
         slots, size = self.reuse_iterations, self.num_samples
-        log_q = tf.cast(self.simulator.log_prob(latents), tf.float32)
+        count = tf.shape(labels)[0]
         # Slot (iteration + k) % W holds iteration - W + k: reading in this order is oldest first.
         order = tf.math.floormod(tf.cast(iteration, tf.int32) + tf.range(slots), slots)
         kept = tf.reshape(tf.range(size)[None, :] < tf.gather(buffer["count"], order)[:, None], [-1])
@@ -300,14 +300,15 @@ class AutoSimulateTrainer:
             old = tf.boolean_mask(tf.reshape(old, [slots * size, *old.shape[2:]]), kept)
             return tf.concat([old, tf.cast(new, variable.dtype)], axis=0)
 
-        combined = (
-            old_and_new(buffer["inputs"], inputs),
-            old_and_new(buffer["labels"], labels),
-            tf.nest.map_structure(old_and_new, buffer["latents"], latents),
-            old_and_new(buffer["log_q"], log_q),
-        )
+        combined_inputs = old_and_new(buffer["inputs"], inputs)
+        combined_labels = old_and_new(buffer["labels"], labels)
+        combined_latents = tf.nest.map_structure(old_and_new, buffer["latents"], latents)
+        # log p(c | psi_t) for every sample; for the new ones it is also their log q.
+        log_p = tf.cast(self.simulator.log_prob(combined_latents), tf.float32)
+        log_q_new = log_p[-count:]
+        combined_log_q = old_and_new(buffer["log_q"], log_q_new)
+
         slot = tf.math.floormod(tf.cast(iteration, tf.int32), slots)
-        count = tf.shape(log_q)[0]
 
         def store(variable, value):
             padding = [[0, size - count]] + [[0, 0]] * (len(value.shape) - 1)
@@ -315,13 +316,11 @@ class AutoSimulateTrainer:
 
         store(buffer["inputs"], inputs)
         store(buffer["labels"], labels)
-        store(buffer["log_q"], log_q)
+        store(buffer["log_q"], log_q_new)
         tf.nest.map_structure(store, buffer["latents"], latents)
         buffer["count"][slot].assign(count)
 
-        combined_inputs, combined_labels, combined_latents, combined_log_q = combined
-        log_ratio = tf.cast(self.simulator.log_prob(combined_latents), tf.float32) - combined_log_q
-        weights = tf.cast(tf.shape(log_ratio)[0], tf.float32) * tf.nn.softmax(log_ratio)
+        weights = tf.cast(tf.shape(log_p)[0], tf.float32) * tf.nn.softmax(log_p - combined_log_q)
         return combined_inputs, combined_labels, combined_latents, weights
 
     # ------------------------------------------------------------------ steps
@@ -339,12 +338,11 @@ class AutoSimulateTrainer:
             indices = pipeline.minibatch_indices(seed, step, self.inner_batch_size, num_examples)
             # The minibatch is split over the strategy's replicas (one device: a plain gradient).
             batch = [tf.gather(inputs, indices), tf.gather(labels, indices)]
-            if example_weights is None:
-                loss_fn = self.objective.train_loss
-            else:
-                loss_fn = self.objective.weighted_train_loss
+            if example_weights is not None:
                 batch.append(tf.gather(example_weights, indices))
-            loss, gradients = self.objective.mean_value_and_gradient(loss_fn, self.objective.current_weights(), *batch)
+            loss, gradients = self.objective.mean_value_and_gradient(
+                self.objective.train_loss, self.objective.current_weights(), *batch
+            )
             finite = tree_math.all_finite(gradients)
             # A non-finite minibatch gradient is replaced by zeros, so theta never becomes non-finite.
             gradients = [tf.where(finite, g, tf.zeros_like(g)) for g in gradients]

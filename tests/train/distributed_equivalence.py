@@ -52,8 +52,8 @@ def pieces(strategy) -> dict:
     )
     example_weights = tf.random.stateless_uniform([37], [7, 8], 0.0, 2.0, dtype=tf.float64)
     result["weighted_train_value_and_gradient"] = relative_difference(
-        sharded.mean_value_and_gradient(sharded.weighted_train_loss, weights, inputs, labels, example_weights),
-        single.mean_value_and_gradient(single.weighted_train_loss, weights, inputs, labels, example_weights),
+        sharded.mean_value_and_gradient(sharded.train_loss, weights, inputs, labels, example_weights),
+        single.mean_value_and_gradient(single.train_loss, weights, inputs, labels, example_weights),
     )
     for name in curvature.CURVATURES:
         result[f"{name}_vector_product"] = relative_difference(

@@ -66,7 +66,7 @@ def test_negative_reuse_is_rejected_naming_the_setting(tmp_path):
         run(tmp_path, ["AutoSimulateTrainer.reuse_iterations = -1"])
 
 
-def test_weighted_train_loss_weights_each_example_and_reduces_to_the_plain_loss():
+def test_train_loss_with_example_weights_weights_each_example_and_reduces_to_the_plain_loss():
     import tensorflow as tf
 
     from autosimulate_tf.hypergrad import TaskObjective
@@ -78,14 +78,12 @@ def test_weighted_train_loss_weights_each_example_and_reduces_to_the_plain_loss(
     labels = tf.constant([0, 1, 1, 0, 1, 0])
     ones = tf.ones([6], tf.float64)
     np.testing.assert_allclose(
-        objective.weighted_train_loss(weights, inputs, labels, ones), objective.train_loss(weights, inputs, labels)
+        objective.train_loss(weights, inputs, labels, ones), objective.train_loss(weights, inputs, labels)
     )
     example_weights = tf.constant([0.0, 3.0, 0.5, 0.5, 2.0, 0.0], tf.float64)
     per_example = objective.per_example_losses(weights, inputs, labels).numpy()
     expected = np.mean(example_weights.numpy() * per_example) + objective.weight_decay_term(weights).numpy()
-    np.testing.assert_allclose(objective.weighted_train_loss(weights, inputs, labels, example_weights), expected)
+    np.testing.assert_allclose(objective.train_loss(weights, inputs, labels, example_weights), expected)
     # Through the (single-device) sharded path the per-example weights travel with their examples.
-    value, _ = objective.mean_value_and_gradient(
-        objective.weighted_train_loss, weights, inputs, labels, example_weights
-    )
+    value, _ = objective.mean_value_and_gradient(objective.train_loss, weights, inputs, labels, example_weights)
     np.testing.assert_allclose(value, expected)
