@@ -1,6 +1,6 @@
 """Simulators: a TFP latent distribution p(c | psi) plus a non-differentiable renderer."""
 
-from autosimulate_tf.simulators.base import Simulator
+from autosimulate_tf.simulators.base import Simulator, WrappingSimulator
 from autosimulate_tf.simulators.digits import ProceduralDigitsSimulator
 from autosimulate_tf.simulators.faults import FaultInjectingSimulator
 from autosimulate_tf.simulators.gmm import GaussianMixtureSimulator
@@ -14,5 +14,6 @@ __all__ = [
     "ProceduralDigitsSimulator",
     "Simulator",
     "SlowRenderSimulator",
+    "WrappingSimulator",
     "xor_pools",
 ]

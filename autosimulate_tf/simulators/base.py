@@ -254,3 +254,39 @@ class Simulator(tf.Module):
         """
         latents = tf.nest.map_structure(tf.stop_gradient, latents)
         return self.latent_distribution().log_prob(latents)
+
+
+class WrappingSimulator(Simulator):
+    """Base of simulators that wrap another one and only change how it renders.
+
+    The wrapper *is* the wrapped simulator as far as the optimiser is concerned: it
+    shares its psi variables, bijectors and bounds, its latent distribution, its
+    search space and its output spec. Subclasses override `render`, which runs as
+    Python (`render_with_tf_ops = False`) so it may raise, sleep or loop.
+    """
+
+    render_with_tf_ops = False
+
+    def __init__(self, simulator, name: str):
+        """Args:
+        simulator: the simulator to wrap.
+        name: module name.
+        """
+        super().__init__(name=name)
+        self.wrapped = simulator
+        self._variables = simulator._variables
+        self._bijectors = simulator._bijectors
+        self._bounds = simulator._bounds
+        self.observation_shape = tuple(simulator.observation_shape)
+        self.observation_dtype = simulator.observation_dtype
+        self.label_shape = tuple(simulator.label_shape)
+        self.label_dtype = simulator.label_dtype
+        self.num_classes = simulator.num_classes
+
+    def latent_distribution(self):
+        """The wrapped simulator's p(c | psi)."""
+        return self.wrapped.latent_distribution()
+
+    def random_parameters(self, rng):
+        """The wrapped simulator's search space."""
+        return self.wrapped.random_parameters(rng)

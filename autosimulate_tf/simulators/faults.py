@@ -17,7 +17,7 @@ import time
 import gin
 import numpy as np
 
-from autosimulate_tf.simulators.base import Simulator
+from autosimulate_tf.simulators.base import WrappingSimulator
 
 FAULT_KINDS = ("raise", "nan", "inf", "wrong_shape", "hang")
 
@@ -27,10 +27,8 @@ class InjectedRenderError(RuntimeError):
 
 
 @gin.configurable
-class FaultInjectingSimulator(Simulator):
+class FaultInjectingSimulator(WrappingSimulator):
     """Wraps a simulator; shares its psi and latent distribution, corrupts some renders."""
-
-    render_with_tf_ops = False  # Faults (exceptions, sleeps) need the Python render path.
 
     def __init__(
         self,
@@ -56,7 +54,6 @@ class FaultInjectingSimulator(Simulator):
         seed: salt of the deterministic per-latent fault decision.
         name: module name.
         """
-        super().__init__(name=name)
         rates = {
             "raise": raise_rate,
             "nan": nan_rate,
@@ -69,27 +66,10 @@ class FaultInjectingSimulator(Simulator):
                 raise ValueError(f"FaultInjectingSimulator.{kind}_rate={rate} must be in [0, 1].")
         if sum(rates.values()) > 1.0:
             raise ValueError(f"FaultInjectingSimulator rates sum to {sum(rates.values())} > 1.")
-        self.wrapped = simulator
+        super().__init__(simulator, name=name)
         self.rates = rates
         self.hang_s = float(hang_s)
         self.seed = int(seed)
-        # Share psi: the wrapper is the same simulator as far as the optimiser is concerned.
-        self._variables = simulator._variables
-        self._bijectors = simulator._bijectors
-        self._bounds = simulator._bounds
-        self.observation_shape = tuple(simulator.observation_shape)
-        self.observation_dtype = simulator.observation_dtype
-        self.label_shape = tuple(simulator.label_shape)
-        self.label_dtype = simulator.label_dtype
-        self.num_classes = simulator.num_classes
-
-    def latent_distribution(self):
-        """The wrapped simulator's p(c | psi)."""
-        return self.wrapped.latent_distribution()
-
-    def random_parameters(self, rng):
-        """The wrapped simulator's search space."""
-        return self.wrapped.random_parameters(rng)
 
     def fault_for(self, latent) -> str | None:
         """The fault this latent triggers (deterministic), or None."""

@@ -19,7 +19,7 @@ wall time differs.
 import gin
 import numpy as np
 
-from autosimulate_tf.simulators.base import Simulator
+from autosimulate_tf.simulators.base import WrappingSimulator
 
 # Iterations of `busy_work` per millisecond, measured on the 2-core development machine
 # (~9,200 per ms with CPython 3.11); rounded down so `work_ms` is a slight underestimate.
@@ -39,10 +39,8 @@ def busy_work(iterations: int) -> int:
 
 
 @gin.configurable
-class SlowRenderSimulator(Simulator):
+class SlowRenderSimulator(WrappingSimulator):
     """Wraps a simulator; shares its psi and latent distribution, makes each render cost ~`work_ms` of CPU."""
-
-    render_with_tf_ops = False  # The busy loop is Python: it needs the numpy render path.
 
     def __init__(self, simulator=gin.REQUIRED, work_ms: float = 5.0, name: str = "slow_render"):
         """Args:
@@ -53,29 +51,11 @@ class SlowRenderSimulator(Simulator):
           machine (>= 0).
         name: module name.
         """
-        super().__init__(name=name)
         if not (np.isfinite(work_ms) and work_ms >= 0):
             raise ValueError(f"SlowRenderSimulator.work_ms={work_ms} must be a finite number >= 0.")
-        self.wrapped = simulator
+        super().__init__(simulator, name=name)
         self.work_ms = float(work_ms)
         self.work_iterations = round(self.work_ms * ITERATIONS_PER_MS)
-        # Share psi: the wrapper is the same simulator as far as the optimiser is concerned.
-        self._variables = simulator._variables
-        self._bijectors = simulator._bijectors
-        self._bounds = simulator._bounds
-        self.observation_shape = tuple(simulator.observation_shape)
-        self.observation_dtype = simulator.observation_dtype
-        self.label_shape = tuple(simulator.label_shape)
-        self.label_dtype = simulator.label_dtype
-        self.num_classes = simulator.num_classes
-
-    def latent_distribution(self):
-        """The wrapped simulator's p(c | psi)."""
-        return self.wrapped.latent_distribution()
-
-    def random_parameters(self, rng):
-        """The wrapped simulator's search space."""
-        return self.wrapped.random_parameters(rng)
 
     def render(self, latent):
         """`work_ms` of GIL-bound work, then the wrapped render as numpy arrays (unaffected by the work)."""
