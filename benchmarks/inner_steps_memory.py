@@ -15,6 +15,7 @@ their ratios E=1000 / E=10.
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -119,16 +120,8 @@ def main(argv):
             runs[num_inner_steps].append(row)
             print(json.dumps(row), flush=True)
 
-    def median(values):
-        values = sorted(values)
-        return (
-            values[len(values) // 2]
-            if len(values) % 2
-            else 0.5 * (values[len(values) // 2 - 1] + values[len(values) // 2])
-        )
-
     summary = {
-        e: {key: median([r[key] for r in rows]) for key in ("peak_rss_mib", "peak_increase_mib", "inner_s")}
+        e: {key: statistics.median([r[key] for r in rows]) for key in ("peak_rss_mib", "peak_increase_mib", "inner_s")}
         for e, rows in runs.items()
     }
     reference = min(runs)
