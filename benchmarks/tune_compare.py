@@ -52,6 +52,12 @@ GRIDS = {
         "AutoSimulateTrainer.reuse_iterations": [4, 9],
         "outer/keras.optimizers.Adam.learning_rate": [0.2, 0.3],
     },
+    # Follow-up: longer reuse windows and larger psi steps.
+    "autosimulate_reuse_long": {
+        "AutoSimulateTrainer.num_samples": [5, 10],
+        "AutoSimulateTrainer.reuse_iterations": [19, 39],
+        "outer/keras.optimizers.Adam.learning_rate": [0.2, 0.3, 0.5],
+    },
     # Follow-up: smaller datasets per LTS evaluation at the best lr/std of the grid above.
     "learning_to_simulate_small_m": {
         "LearningToSimulate.policy_learning_rate": [0.1],
@@ -75,7 +81,11 @@ def main(argv):
         per_seed = []
         for seed in FLAGS.seeds:
             run = run_method(
-                FLAGS.method.removesuffix("_small_m").removesuffix("_small_n").removesuffix("_reuse"), int(seed), target
+                FLAGS.method.split("_")[0]
+                if FLAGS.method.startswith("autosimulate")
+                else FLAGS.method.removesuffix("_small_m"),
+                int(seed),
+                target,
             )
             per_seed.append(report.summarize_run(run, target))
         samples = [s["samples_to_target"] for s in per_seed]

@@ -5,11 +5,12 @@ import os
 import signal
 
 import gin
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from autosimulate_tf.baselines.scratch_training import ScratchTrainingEvaluator
-from autosimulate_tf.train import pictures, psi_average
+from autosimulate_tf.train import pictures, psi_average, psi_selection
 from autosimulate_tf.train.trainer import AutoSimulateTrainer, SimulatorFailureError
 
 
@@ -140,6 +141,7 @@ def train_autosimulate(
     final_training: bool = False,
     real_data_reference: bool = False,
     final_psi_average_fraction: float = 0.0,
+    psi_selection_candidates: int = 0,
     history=None,
 ) -> dict:
     """Runs (or continues) an AutoSimulate experiment in `root_dir`.
@@ -167,6 +169,13 @@ def train_autosimulate(
         the last f of the outer iterations (tail averaging, see `psi_average`),
         reported as `averaged_psi` in results.json; `final_psi` stays the last
         iterate, which is also what the checkpoint holds.
+      psi_selection_candidates: 0 (default): off. K >= 1: before the final
+        model, score K psi from evenly spaced outer iterations (and the tail
+        average, if `final_psi_average_fraction` is set) by training a fresh model
+        on renders from each (`selection/ScratchTrainingEvaluator` in gin) and
+        keep the one with the best real *validation* accuracy (see
+        `psi_selection`); reported as `selected_psi`, `psi_selection` and
+        `selection_samples` in results.json.
       history: optional list; each iteration's metrics dict is appended to it.
 
     Returns:
@@ -189,6 +198,10 @@ def train_autosimulate(
     if not 0.0 <= final_psi_average_fraction <= 1.0:
         raise ValueError(
             f"train_autosimulate.final_psi_average_fraction={final_psi_average_fraction} must be in [0, 1]."
+        )
+    if psi_selection_candidates < 0:
+        raise ValueError(
+            f"train_autosimulate.psi_selection_candidates={psi_selection_candidates} must be >= 0 (0: off)."
         )
     tf.io.gfile.makedirs(root_dir)
     trainer = trainer_factory()
@@ -235,6 +248,8 @@ def train_autosimulate(
         results["averaged_psi"] = trainer.constrained_psi()
         results["averaged_psi_iterations"] = [first, last]
         print(f"Final model and pictures use psi averaged over outer iterations {first}-{last}.", flush=True)
+    if psi_selection_candidates and results["outer_iterations"] > 0:
+        results.update(_select_psi(trainer, trajectory.entries, psi_selection_candidates, results.get("averaged_psi")))
     if final_training or real_data_reference:
         results.update(_train_fresh_models(trainer, final_training, real_data_reference))
     pictures.write_psi_plot(os.path.join(root_dir, "psi_trajectory.png"), trajectory.entries)
@@ -243,6 +258,31 @@ def train_autosimulate(
     writer.flush()
     write_json_atomically(os.path.join(root_dir, "results.json"), results)
     return results
+
+
+def _select_psi(trainer, entries: list[dict], num_candidates: int, averaged_psi) -> dict:
+    """Leaves the simulator at the best of the candidate psi; returns the results.json entries."""
+    candidates = [
+        (i, psi_selection.psi_at(entries, i)) for i in psi_selection.candidate_iterations(entries, num_candidates)
+    ]
+    if averaged_psi is not None:
+        candidates.append(("average", {k: np.asarray(v, np.float32) for k, v in averaged_psi.items()}))
+    with gin.config_scope("selection"):
+        evaluator = ScratchTrainingEvaluator(**trainer.problem())
+    best, table = psi_selection.select_psi(trainer.simulator, evaluator, candidates, seed=trainer.seed)
+    for row in table:
+        print(
+            f"psi selection: candidate {row['candidate']}: fresh-model val accuracy {row['val_accuracy']:.3f} "
+            f"(val loss {row['val_loss']:.4f})",
+            flush=True,
+        )
+    print(f"Selected the psi of candidate {table[best]['candidate']} for the final model and pictures.", flush=True)
+    return {
+        "selected_psi": trainer.constrained_psi(),
+        "selected_psi_candidate": table[best]["candidate"],
+        "psi_selection": table,
+        "selection_samples": int(sum(row["samples"] for row in table)),
+    }
 
 
 def _train_fresh_models(trainer, final_training: bool, real_data_reference: bool) -> dict:

@@ -1,0 +1,97 @@
+"""Choosing the psi a run hands on: score candidate psi with fresh models on validation data.
+
+The outer objective AutoSimulate descends is the validation loss of a *warm-started*
+model, a noisy and history-dependent proxy for what a user wants from the final psi:
+that a model trained from scratch on its renders does well on real data. With a
+constant psi learning rate the iterates keep moving, and a run can pass through a
+good psi and drift away from it (benchmarks/RESULTS.md, digits: the same
+configuration run 300 instead of 150 iterations ends several points worse on two
+seeds of three). Nothing in the hypergradient step notices, because it never looks
+at a fresh model.
+
+Selection closes that gap the way a practitioner would, using only the optimiser's
+validation data: take a few psi from the run's trajectory (evenly spaced outer
+iterations, optionally the tail average too), train a fresh model from scratch on
+renders from each (`selection/ScratchTrainingEvaluator` in gin), and keep the psi
+whose model scores best on the real validation set. Every candidate is scored with
+the same seed (common random numbers: same initial weights, same latent noise, same
+minibatches), so the comparison between candidates is not swamped by training noise.
+The renders spent here are counted (`selection_samples` in results.json).
+"""
+
+import math
+
+import numpy as np
+
+
+def candidate_iterations(entries: list[dict], num_candidates: int) -> list[int]:
+    """Evenly spaced outer iterations of a trajectory, always ending with the last one.
+
+    Args:
+      entries: `PsiTrajectory.entries` (dicts with `iteration`); iteration 0, the
+        untuned psi, is never a candidate.
+      num_candidates: how many iterations to pick (fewer if the run is shorter).
+
+    Returns:
+      Sorted, distinct iteration numbers: the ends of `num_candidates` equal
+      segments of the run (for 300 iterations and 10 candidates: 30, 60, ..., 300).
+
+    Raises:
+      ValueError: for `num_candidates < 1` or a trajectory without outer iterations.
+    """
+    if num_candidates < 1:
+        raise ValueError(f"train_autosimulate.psi_selection_candidates={num_candidates} must be >= 1 (or 0: off).")
+    iterations = sorted(e["iteration"] for e in entries if e["iteration"] >= 1)
+    if not iterations:
+        raise ValueError("psi selection needs at least one outer iteration in the psi trajectory.")
+    count = len(iterations)
+    picks = {iterations[max(0, math.ceil(count * (k + 1) / num_candidates) - 1)] for k in range(num_candidates)}
+    return sorted(picks)
+
+
+def psi_at(entries: list[dict], iteration: int) -> dict[str, np.ndarray]:
+    """The constrained psi recorded after `iteration` (float32 arrays by name)."""
+    for entry in entries:
+        if entry["iteration"] == iteration:
+            return {k: np.asarray(v, np.float32) for k, v in entry.items() if k != "iteration"}
+    raise KeyError(f"outer iteration {iteration} is not in the psi trajectory.")
+
+
+def select_psi(simulator, evaluator, candidates: list[tuple], seed: int) -> tuple[int, list[dict]]:
+    """Scores each candidate psi with a fresh model on validation data; returns the best.
+
+    Args:
+      simulator: the `Simulator` whose psi is set to each candidate in turn (it is
+        left at the *selected* candidate on return).
+      evaluator: a `ScratchTrainingEvaluator` on `simulator`.
+      candidates: `(label, constrained psi dict)` pairs; `label` is what the table
+        reports (an outer iteration, or `"average"`).
+      seed: one seed for every candidate's renders, initial weights and minibatches.
+
+    Returns:
+      `(index of the selected candidate, table)`: one dict per candidate with
+      `candidate`, `val_accuracy`, `val_loss`, `samples`, `time_s`, and
+      `test_accuracy` (for reporting how well selection did; never used to
+      select). Ties in
+      validation accuracy (300 images: steps of 1/300) go to the lower validation
+      loss, then to the later candidate.
+    """
+    if not candidates:
+        raise ValueError("psi selection got no candidates.")
+    table = []
+    for label, psi in candidates:
+        simulator.set_constrained_parameters(psi)
+        scores = evaluator.evaluate(seed=seed)
+        table.append(
+            {
+                "candidate": label,
+                "val_accuracy": scores["val_accuracy"],
+                "val_loss": scores["val_loss"],
+                "test_accuracy": scores["test_accuracy"],
+                "samples": scores["samples"],
+                "time_s": scores["time_s"],
+            }
+        )
+    best = max(range(len(table)), key=lambda i: (table[i]["val_accuracy"], -table[i]["val_loss"], i))
+    simulator.set_constrained_parameters(candidates[best][1])
+    return best, table

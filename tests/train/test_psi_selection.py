@@ -1,0 +1,124 @@
+"""Selecting the final psi by fresh-model validation accuracy: helpers, a real selection, the run."""
+
+import json
+
+import gin
+import numpy as np
+import pytest
+
+from autosimulate_tf import configs
+from autosimulate_tf.baselines.scratch_training import ScratchTrainingEvaluator
+from autosimulate_tf.data.real import XOR_MEANS
+from autosimulate_tf.train import AutoSimulateTrainer, psi_selection, train_autosimulate
+
+ENTRIES = [{"iteration": i, "scale": float(i)} for i in range(11)]
+
+
+def test_candidate_iterations_are_the_ends_of_equal_segments():
+    assert psi_selection.candidate_iterations(ENTRIES, 5) == [2, 4, 6, 8, 10]
+    assert psi_selection.candidate_iterations(ENTRIES, 3) == [4, 7, 10]
+    assert psi_selection.candidate_iterations(ENTRIES, 1) == [10]
+    # More candidates than iterations: every iteration once, never iteration 0.
+    assert psi_selection.candidate_iterations(ENTRIES[:4], 10) == [1, 2, 3]
+
+
+def test_candidate_iterations_reject_bad_counts_and_empty_runs():
+    with pytest.raises(ValueError, match="psi_selection_candidates=0"):
+        psi_selection.candidate_iterations(ENTRIES, 0)
+    with pytest.raises(ValueError, match="at least one outer iteration"):
+        psi_selection.candidate_iterations(ENTRIES[:1], 3)
+
+
+def test_psi_at_returns_the_recorded_psi_and_names_a_missing_iteration():
+    assert psi_selection.psi_at(ENTRIES, 7)["scale"] == np.float32(7.0)
+    with pytest.raises(KeyError, match="outer iteration 42"):
+        psi_selection.psi_at(ENTRIES, 42)
+
+
+class _RecordingSimulator:
+    def __init__(self):
+        self.psi = None
+
+    def set_constrained_parameters(self, psi):
+        self.psi = psi
+
+
+class _TableEvaluator:
+    """Scores psi["score"] as validation accuracy and psi["loss"] as validation loss."""
+
+    def __init__(self, simulator):
+        self.simulator = simulator
+        self.seeds = []
+
+    def evaluate(self, seed):
+        self.seeds.append(seed)
+        psi = self.simulator.psi
+        return {"val_accuracy": psi["score"], "val_loss": psi["loss"], "test_accuracy": 0.0, "samples": 7, "time_s": 0}
+
+
+def test_select_psi_keeps_the_best_validation_accuracy_breaking_ties_by_loss():
+    simulator = _RecordingSimulator()
+    evaluator = _TableEvaluator(simulator)
+    candidates = [
+        (10, {"score": 0.80, "loss": 0.1}),
+        (20, {"score": 0.90, "loss": 0.5}),
+        (30, {"score": 0.90, "loss": 0.4}),  # same accuracy as 20, lower loss: wins
+        ("average", {"score": 0.85, "loss": 0.2}),
+    ]
+    best, table = psi_selection.select_psi(simulator, evaluator, candidates, seed=3)
+    assert best == 2
+    assert [row["candidate"] for row in table] == [10, 20, 30, "average"]
+    assert simulator.psi is candidates[2][1]  # left at the selected psi, not the last scored
+    assert evaluator.seeds == [3, 3, 3, 3]  # common random numbers across candidates
+
+
+def test_select_psi_prefers_the_xor_layout_on_the_gmm_toy():
+    """A real selection: fresh MLPs tell the right mixture means from the initial ones."""
+    gin.clear_config()
+    configs.parse_gin(["toy_gmm.gin"], [])
+    trainer = AutoSimulateTrainer()
+    evaluator = ScratchTrainingEvaluator(**trainer.problem(), num_samples=200, num_steps=200, learning_rate=0.01)
+    initial = trainer.simulator.constrained_parameters()
+    candidates = [("initial", initial), ("xor", {"means": XOR_MEANS}), ("initial again", initial)]
+    best, table = psi_selection.select_psi(trainer.simulator, evaluator, candidates, seed=0)
+    assert table[best]["candidate"] == "xor"
+    # The initial layout scores near chance on the XOR data, the right one near the Bayes limit.
+    assert table[0]["val_accuracy"] < 0.7 < 0.85 < table[1]["val_accuracy"]
+    # Same seed, same psi: the same score (the comparison is not at the mercy of training noise).
+    assert table[0]["val_accuracy"] == table[2]["val_accuracy"]
+    np.testing.assert_allclose(trainer.simulator.constrained_parameters()["means"], XOR_MEANS, atol=1e-5)
+
+
+def test_train_autosimulate_selects_among_trajectory_psi_and_the_average(tmp_path):
+    gin.clear_config()
+    configs.parse_gin(
+        ["toy_gmm.gin"],
+        [
+            "train_autosimulate.num_outer_iterations = 6",
+            "train_autosimulate.final_psi_average_fraction = 0.5",
+            "train_autosimulate.psi_selection_candidates = 3",
+            "AutoSimulateTrainer.num_initial_inner_steps = 20",
+            "selection/ScratchTrainingEvaluator.num_samples = 100",
+            "selection/ScratchTrainingEvaluator.num_steps = 20",
+        ],
+    )
+    results = train_autosimulate(root_dir=str(tmp_path))
+    table = results["psi_selection"]
+    assert [row["candidate"] for row in table] == [2, 4, 6, "average"]
+    assert results["selection_samples"] == 4 * 100
+    best = max(table, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
+    assert results["selected_psi_candidate"] == best["candidate"]
+    trajectory = {
+        e["iteration"]: e for e in map(json.loads, (tmp_path / "psi_trajectory.jsonl").read_text().splitlines())
+    }
+    expected = results["averaged_psi"] if best["candidate"] == "average" else trajectory[best["candidate"]]
+    np.testing.assert_allclose(results["selected_psi"]["means"], expected["means"], rtol=1e-5)
+    np.testing.assert_allclose(results["final_psi"]["means"], trajectory[6]["means"], rtol=1e-6)
+
+
+def test_train_autosimulate_rejects_a_negative_candidate_count_before_training(tmp_path):
+    gin.clear_config()
+    configs.parse_gin(["toy_gmm.gin"], ["train_autosimulate.psi_selection_candidates = -1"])
+    with pytest.raises(ValueError, match="psi_selection_candidates=-1"):
+        train_autosimulate(root_dir=str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
