@@ -64,8 +64,22 @@ GRIDS = {
         "LearningToSimulate.initial_std": [1.0],
         "ScratchTrainingEvaluator.num_samples": [50, 100],
     },
+    # Follow-up after AutoSimulate's reuse grids: even smaller datasets and larger steps for LTS.
+    "learning_to_simulate_smaller_m": {
+        "LearningToSimulate.policy_learning_rate": [0.1, 0.2],
+        "LearningToSimulate.initial_std": [1.0],
+        "ScratchTrainingEvaluator.num_samples": [20, 30],
+    },
     "random_search": {"ScratchTrainingEvaluator.num_samples": [250, 1000]},
 }
+
+
+METHODS = ("autosimulate", "learning_to_simulate", "random_search", "default")
+
+
+def _method_of(grid_name: str) -> str:
+    """The comparison method a grid tunes: its name up to the grid's suffix (`autosimulate_reuse` -> `autosimulate`)."""
+    return next(method for method in METHODS if grid_name.startswith(method))
 
 
 def main(argv):
@@ -80,13 +94,7 @@ def main(argv):
         target = gin.query_parameter("run_comparison.target_accuracy")
         per_seed = []
         for seed in FLAGS.seeds:
-            run = run_method(
-                FLAGS.method.split("_")[0]
-                if FLAGS.method.startswith("autosimulate")
-                else FLAGS.method.removesuffix("_small_m"),
-                int(seed),
-                target,
-            )
+            run = run_method(_method_of(FLAGS.method), int(seed), target)
             per_seed.append(report.summarize_run(run, target))
         samples = [s["samples_to_target"] for s in per_seed]
         times = [s["time_to_target_s"] for s in per_seed]

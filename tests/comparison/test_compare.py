@@ -27,6 +27,7 @@ TINY = [
     "LearningToSimulate.num_policy_samples = 2",
     "train_autosimulate.final_training = False",
     "train_autosimulate.real_data_reference = False",
+    "SlowRenderSimulator.work_ms = 0.5",  # compare_gmm_render_cost.gin: keep the timed suite short
 ]
 
 
