@@ -3,8 +3,11 @@
     python benchmarks/digits_benchmark.py --root_dir=/tmp/digits_benchmark --seeds=0,1,2
 
 For every seed runs gin/digits_default.gin and gin/digits_autosimulate.gin (each trains a
-fresh CNN on 20k renders and scores it on the 1497 real UCI test digits), then prints and
+fresh CNN on 60k renders and scores it on the 1497 real UCI test digits), then prints and
 writes (`summary.json`) the medians and the gain of the tuned over the default simulator.
+A run folder that already holds a finished run is not tuned again (train_autosimulate
+resumes from its checkpoint), so re-running with other bindings for what happens after
+tuning (psi selection, the final model) re-scores existing runs.
 """
 
 import json
@@ -46,6 +49,8 @@ def main(argv):
                 "real_data_reference_test_accuracy": results["real_data_reference"]["test_accuracy"],
                 "outer_iterations": results["outer_iterations"],
                 "simulated_samples": results["simulated_samples"],
+                "selected_psi_candidate": results.get("selected_psi_candidate"),
+                "selection_samples": results.get("selection_samples", 0),
                 "wall_clock_s": results["wall_clock_s"],
             }
             rows[config].append(row)

@@ -41,7 +41,7 @@ TRAIN_FILES = [path for path in configs.shipped_gin_files() if not os.path.basen
 @pytest.mark.parametrize("gin_path", TRAIN_FILES, ids=os.path.basename)
 def test_every_shipped_gin_file_runs_two_outer_iterations(gin_path, tmp_path):
     tiny = ["train_autosimulate.num_outer_iterations = 2", "AutoSimulateTrainer.num_initial_inner_steps = 20"]
-    for scope in ("final", "reference"):  # the fresh models the digits configs train at the end
+    for scope in ("final", "reference", "selection"):  # the fresh models the digits configs train at the end
         tiny += [
             f"{scope}/ScratchTrainingEvaluator.num_samples = 300",
             f"{scope}/ScratchTrainingEvaluator.num_steps = 20",
