@@ -20,8 +20,7 @@ import gin
 from absl import app, flags, logging
 
 from autosimulate_tf import configs
-from autosimulate_tf.comparison import report
-from autosimulate_tf.comparison.runners import run_method
+from autosimulate_tf.comparison import report, runners
 
 flags.DEFINE_multi_string("gin_file", ["compare_gmm.gin"], "Comparison config.")
 flags.DEFINE_string("method", "autosimulate", "Method to tune.")
@@ -74,12 +73,9 @@ GRIDS = {
 }
 
 
-METHODS = ("autosimulate", "learning_to_simulate", "random_search", "default")
-
-
 def _method_of(grid_name: str) -> str:
     """The comparison method a grid tunes: its name up to the grid's suffix (`autosimulate_reuse` -> `autosimulate`)."""
-    return next(method for method in METHODS if grid_name.startswith(method))
+    return next(method for method in runners.METHODS if grid_name.startswith(method))
 
 
 def main(argv):
@@ -94,7 +90,7 @@ def main(argv):
         target = gin.query_parameter("run_comparison.target_accuracy")
         per_seed = []
         for seed in FLAGS.seeds:
-            run = run_method(_method_of(FLAGS.method), int(seed), target)
+            run = runners.run_method(_method_of(FLAGS.method), int(seed), target)
             per_seed.append(report.summarize_run(run, target))
         samples = [s["samples_to_target"] for s in per_seed]
         times = [s["time_to_target_s"] for s in per_seed]

@@ -5,7 +5,6 @@ import os
 import signal
 
 import gin
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -242,6 +241,7 @@ def train_autosimulate(
                     f"Resume by running the same command again with --root_dir={root_dir}."
                 )
     results = final_results(trainer)
+    averaged = None
     if final_psi_average_fraction and results["outer_iterations"] > 0:
         averaged, first, last = psi_average.tail_average(trajectory.entries, final_psi_average_fraction)
         trainer.simulator.set_constrained_parameters(averaged)
@@ -249,7 +249,7 @@ def train_autosimulate(
         results["averaged_psi_iterations"] = [first, last]
         print(f"Final model and pictures use psi averaged over outer iterations {first}-{last}.", flush=True)
     if psi_selection_candidates and results["outer_iterations"] > 0:
-        results.update(_select_psi(trainer, trajectory.entries, psi_selection_candidates, results.get("averaged_psi")))
+        results.update(_select_psi(trainer, trajectory.entries, psi_selection_candidates, averaged))
     if final_training or real_data_reference:
         results.update(_train_fresh_models(trainer, final_training, real_data_reference))
     pictures.write_psi_plot(os.path.join(root_dir, "psi_trajectory.png"), trajectory.entries)
@@ -260,13 +260,16 @@ def train_autosimulate(
     return results
 
 
-def _select_psi(trainer, entries: list[dict], num_candidates: int, averaged_psi) -> dict:
-    """Leaves the simulator at the best of the candidate psi; returns the results.json entries."""
+def _select_psi(trainer, entries: list[dict], num_candidates: int, averaged_psi: dict | None) -> dict:
+    """Leaves the simulator at the best of the candidate psi; returns the results.json entries.
+
+    `averaged_psi`: the tail-averaged psi (numpy values by name) as a further candidate, or None.
+    """
     candidates = [
         (i, psi_selection.psi_at(entries, i)) for i in psi_selection.candidate_iterations(entries, num_candidates)
     ]
     if averaged_psi is not None:
-        candidates.append(("average", {k: np.asarray(v, np.float32) for k, v in averaged_psi.items()}))
+        candidates.append(("average", averaged_psi))
     with gin.config_scope("selection"):
         evaluator = ScratchTrainingEvaluator(**trainer.problem())
     best, table = psi_selection.select_psi(trainer.simulator, evaluator, candidates, seed=trainer.seed)

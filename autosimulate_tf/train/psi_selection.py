@@ -72,9 +72,8 @@ def select_psi(simulator, evaluator, candidates: list[tuple], seed: int) -> tupl
       `(index of the selected candidate, table)`: one dict per candidate with
       `candidate`, `val_accuracy`, `val_loss`, `samples`, `time_s`, and
       `test_accuracy` (for reporting how well selection did; never used to
-      select). Ties in
-      validation accuracy (300 images: steps of 1/300) go to the lower validation
-      loss, then to the later candidate.
+      select). Ties in validation accuracy (300 images: steps of 1/300) go to
+      the lower validation loss, then to the later candidate.
     """
     if not candidates:
         raise ValueError("psi selection got no candidates.")

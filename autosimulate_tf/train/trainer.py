@@ -338,11 +338,12 @@ class AutoSimulateTrainer:
         def any_size(structure):
             return tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), structure)
 
-        def same(tensor):
-            return tf.TensorSpec(tensor.shape, tensor.dtype)
-
         self._inner_train_fn.get_concrete_function(
-            any_size(inputs), any_size(labels), same(num_steps), same(seed), any_size(importance_weights)
+            any_size(inputs),
+            any_size(labels),
+            tf.TensorSpec.from_tensor(num_steps),
+            tf.TensorSpec.from_tensor(seed),
+            any_size(importance_weights),
         )
         self._hypergradient_fn.get_concrete_function(
             any_size(inputs), any_size(labels), any_size(latents), any_size(importance_weights)
@@ -445,10 +446,11 @@ class AutoSimulateTrainer:
         render_done = time.perf_counter()
 
         num_steps = self.num_initial_inner_steps if iteration == 0 else self.num_inner_steps
+        num_steps_tensor = tf.constant(num_steps)
         if self.reuse_buffer is not None and not self._traced_for_any_size:
-            self._trace_for_any_size(inputs, labels, latents, tf.constant(num_steps), inner_seed, importance_weights)
+            self._trace_for_any_size(inputs, labels, latents, num_steps_tensor, inner_seed, importance_weights)
         inner_loss, nonfinite_inner = self._inner_train_fn(
-            inputs, labels, tf.constant(num_steps), inner_seed, importance_weights
+            inputs, labels, num_steps_tensor, inner_seed, importance_weights
         )
         inner_done = time.perf_counter()
 

@@ -34,6 +34,19 @@ def test_reuse_counts_only_new_renders_and_weights_stay_proper(tmp_path):
     assert all(np.isfinite(m["hypergradient_norm"]) for m in history)
 
 
+def test_growing_reuse_dataset_is_traced_once():
+    """D_t grows from N to (W + 1) N; inner training and the hypergradient must not retrace per size."""
+    from autosimulate_tf.train import AutoSimulateTrainer
+
+    gin.clear_config()
+    configs.parse_gin(["toy_gmm.gin"], TINY + ["AutoSimulateTrainer.reuse_iterations = 3"])
+    trainer = AutoSimulateTrainer()
+    for _ in range(5):  # D_t: 10, 20, 30, 40, 40 samples
+        trainer.step()
+    assert trainer._inner_train_fn.experimental_get_tracing_count() == 1
+    assert trainer._hypergradient_fn.experimental_get_tracing_count() == 1
+
+
 def test_reuse_changes_the_trajectory(tmp_path):
     """The reused samples do reach the estimator: same seeds, different psi after a few iterations."""
     bindings = ["train_autosimulate.num_outer_iterations = 4"]
