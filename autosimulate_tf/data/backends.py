@@ -88,26 +88,38 @@ class RenderBackend:
 
 @gin.configurable
 class InProcessBackend(RenderBackend):
-    """Renders in this process: a parallel, order-preserving `tf.data` map over `tf.numpy_function`.
+    """Renders in this process: small batches in a plain loop, larger ones in a parallel `tf.data` map.
 
-    The default backend. Its threads share the GIL, so a GIL-bound (pure Python)
-    renderer runs at serial speed whatever `num_parallel_calls` is; a renderer that
-    releases the GIL (large numpy operations, C extensions, I/O) does run in
-    parallel. A hung render is abandoned after `timeout_s` (a thread cannot be
-    killed) and keeps running in the background; the process backends stop it.
+    The default backend. The map (`tf.numpy_function`, order-preserving) runs its
+    threads under the GIL, so a GIL-bound (pure Python) renderer runs at serial speed
+    whatever `num_parallel_calls` is; a renderer that releases the GIL (large numpy
+    operations, C extensions, I/O) does run in parallel. Building the map costs ~20 ms
+    per call, more than rendering a few samples of a cheap renderer, so batches under
+    `parallel_min_batch` are rendered one after another in a plain loop instead; both
+    paths return identical arrays. A hung render is abandoned after `timeout_s` (a
+    thread cannot be killed) and keeps running in the background; the process
+    backends stop it.
     """
 
-    def __init__(self, num_parallel_calls: int = tf.data.AUTOTUNE):
+    def __init__(self, num_parallel_calls: int = tf.data.AUTOTUNE, parallel_min_batch: int = 64):
         """Args:
         num_parallel_calls: parallelism of the `tf.data` map (`tf.data.AUTOTUNE`
           or a positive number).
+        parallel_min_batch: batches with fewer latents are rendered in a plain
+          loop (0: always use the map).
         """
         if num_parallel_calls != tf.data.AUTOTUNE and num_parallel_calls < 1:
             raise ValueError(f"InProcessBackend.num_parallel_calls={num_parallel_calls} must be >= 1 or AUTOTUNE.")
+        if parallel_min_batch < 0:
+            raise ValueError(f"InProcessBackend.parallel_min_batch={parallel_min_batch} must be >= 0.")
         self.num_parallel_calls = num_parallel_calls
+        self.parallel_min_batch = parallel_min_batch
 
     def render(self, simulator, latents, timeout_s: float | None = None):
         """See `RenderBackend.render`."""
+        num_samples = int(tf.nest.flatten(latents)[0].shape[0])
+        if num_samples < self.parallel_min_batch:
+            return pipeline.render_serially(simulator, latents, timeout_s)
         rendered = pipeline.render_in_process(simulator, latents, self.num_parallel_calls, timeout_s)
         return rendered.inputs.numpy(), rendered.labels.numpy(), rendered.valid.numpy()
 

@@ -104,6 +104,30 @@ def render_one_numpy(simulator, latent, timeout_s: float | None = None):
     return observation, label, None
 
 
+def render_serially(simulator, latents, render_timeout_s: float | None = None):
+    """Renders latents one after another in a plain Python loop, without building a `tf.data` map.
+
+    Each latent is handed to `render` as numpy arrays, exactly as `tf.numpy_function`
+    hands them in `render_in_process`, so both give identical results.
+
+    Returns:
+      `(observations [n, ...], labels [n, ...], valid [n] bool)` numpy arrays.
+    """
+    flat = [np.asarray(t) for t in tf.nest.flatten(latents)]
+    num_samples = flat[0].shape[0]
+    observations = np.zeros((num_samples, *simulator.observation_shape), simulator.observation_dtype)
+    labels = np.zeros((num_samples, *simulator.label_shape), simulator.label_dtype)
+    valid = np.zeros([num_samples], bool)
+    for index in range(num_samples):
+        latent = tf.nest.pack_sequence_as(latents, [np.asarray(t[index]) for t in flat])
+        observation, label, reason = render_one_numpy(simulator, latent, render_timeout_s)
+        if reason is not None:
+            logging.log_every_n(logging.WARNING, "%s; sample dropped.", 100, reason)
+            continue
+        observations[index], labels[index], valid[index] = observation, label, True
+    return observations, labels, valid
+
+
 def _numpy_render_fn(simulator, structure, timeout_s):
     """A `tf.numpy_function` body: one flat latent in, `(observation, label, valid)` out."""
 

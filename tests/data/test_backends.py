@@ -136,6 +136,33 @@ def test_process_pool_renders_exactly_what_in_process_renders(pool, make_simulat
         assert 5 <= np.sum(~expected[2]) <= 30, "the faults must really occur"
 
 
+@pytest.mark.parametrize(
+    "make_simulator",
+    [faulty_gmm, ProceduralDigitsSimulator],
+    ids=["faulty_gmm", "digits"],
+)
+def test_in_process_plain_loop_renders_exactly_what_the_tf_data_map_renders(make_simulator):
+    simulator = make_simulator()
+    latents = simulator.sample_latents(40, seed=SEED)
+    through_map = InProcessBackend(parallel_min_batch=0).render(simulator, latents, timeout_s=5.0)
+    through_loop = InProcessBackend(parallel_min_batch=41).render(simulator, latents, timeout_s=5.0)
+    assert_same(through_loop, through_map)
+    if isinstance(simulator, FaultInjectingSimulator):
+        assert 3 <= np.sum(~through_map[2]) <= 25, "the faults must really occur"
+
+
+def test_in_process_backend_uses_the_plain_loop_only_below_parallel_min_batch(monkeypatch):
+    simulator = faulty_gmm()
+    calls = []
+    monkeypatch.setattr(pipeline, "render_serially", lambda *args: calls.append("loop") or (None, None, None))
+    InProcessBackend(parallel_min_batch=10).render(simulator, simulator.sample_latents(9, seed=SEED))
+    assert calls == ["loop"]
+    InProcessBackend(parallel_min_batch=10).render(simulator, simulator.sample_latents(10, seed=SEED))
+    assert calls == ["loop"], "a batch of parallel_min_batch latents goes through the tf.data map"
+    with pytest.raises(ValueError, match="parallel_min_batch=-1"):
+        InProcessBackend(parallel_min_batch=-1)
+
+
 def test_process_pool_matches_in_process_through_render_latents_with_a_timeout(pool):
     simulator = faulty_gmm()
     latents = simulator.sample_latents(30, seed=SEED)
