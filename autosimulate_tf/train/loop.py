@@ -141,6 +141,7 @@ def train_autosimulate(
     real_data_reference: bool = False,
     final_psi_average_fraction: float = 0.0,
     psi_selection_candidates: int = 0,
+    psi_selection_seeds: int = 1,
     history=None,
 ) -> dict:
     """Runs (or continues) an AutoSimulate experiment in `root_dir`.
@@ -175,6 +176,8 @@ def train_autosimulate(
         keep the one with the best real *validation* accuracy (see
         `psi_selection`); reported as `selected_psi`, `psi_selection` and
         `selection_samples` in results.json.
+      psi_selection_seeds: fresh models per selection candidate (default 1);
+        a candidate's score is their mean validation accuracy.
       history: optional list; each iteration's metrics dict is appended to it.
 
     Returns:
@@ -198,6 +201,8 @@ def train_autosimulate(
         raise ValueError(
             f"train_autosimulate.final_psi_average_fraction={final_psi_average_fraction} must be in [0, 1]."
         )
+    if psi_selection_seeds < 1:
+        raise ValueError(f"train_autosimulate.psi_selection_seeds={psi_selection_seeds} must be >= 1.")
     if psi_selection_candidates < 0:
         raise ValueError(
             f"train_autosimulate.psi_selection_candidates={psi_selection_candidates} must be >= 0 (0: off)."
@@ -249,7 +254,9 @@ def train_autosimulate(
         results["averaged_psi_iterations"] = [first, last]
         print(f"Final model and pictures use psi averaged over outer iterations {first}-{last}.", flush=True)
     if psi_selection_candidates and results["outer_iterations"] > 0:
-        results.update(_select_psi(trainer, trajectory.entries, psi_selection_candidates, averaged))
+        results.update(
+            _select_psi(trainer, trajectory.entries, psi_selection_candidates, averaged, psi_selection_seeds)
+        )
     if final_training or real_data_reference:
         results.update(_train_fresh_models(trainer, final_training, real_data_reference))
     pictures.write_psi_plot(os.path.join(root_dir, "psi_trajectory.png"), trajectory.entries)
@@ -260,10 +267,13 @@ def train_autosimulate(
     return results
 
 
-def _select_psi(trainer, entries: list[dict], num_candidates: int, averaged_psi: dict | None) -> dict:
+def _select_psi(
+    trainer, entries: list[dict], num_candidates: int, averaged_psi: dict | None, num_seeds: int = 1
+) -> dict:
     """Leaves the simulator at the best of the candidate psi; returns the results.json entries.
 
     `averaged_psi`: the tail-averaged psi (numpy values by name) as a further candidate, or None.
+    `num_seeds`: fresh models per candidate (their mean is its score).
     """
     candidates = [
         (i, psi_selection.psi_at(entries, i)) for i in psi_selection.candidate_iterations(entries, num_candidates)
@@ -272,7 +282,9 @@ def _select_psi(trainer, entries: list[dict], num_candidates: int, averaged_psi:
         candidates.append(("average", averaged_psi))
     with gin.config_scope("selection"):
         evaluator = ScratchTrainingEvaluator(**trainer.problem())
-    best, table = psi_selection.select_psi(trainer.simulator, evaluator, candidates, seed=trainer.seed)
+    best, table = psi_selection.select_psi(
+        trainer.simulator, evaluator, candidates, seed=trainer.seed, num_seeds=num_seeds
+    )
     for row in table:
         print(
             f"psi selection: candidate {row['candidate']}: fresh-model val accuracy {row['val_accuracy']:.3f} "

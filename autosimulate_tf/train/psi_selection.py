@@ -57,7 +57,7 @@ def psi_at(entries: list[dict], iteration: int) -> dict[str, np.ndarray]:
     raise KeyError(f"outer iteration {iteration} is not in the psi trajectory.")
 
 
-def select_psi(simulator, evaluator, candidates: list[tuple], seed: int) -> tuple[int, list[dict]]:
+def select_psi(simulator, evaluator, candidates: list[tuple], seed: int, num_seeds: int = 1) -> tuple[int, list[dict]]:
     """Scores each candidate psi with a fresh model on validation data; returns the best.
 
     Args:
@@ -66,29 +66,38 @@ def select_psi(simulator, evaluator, candidates: list[tuple], seed: int) -> tupl
       evaluator: a `ScratchTrainingEvaluator` on `simulator`.
       candidates: `(label, constrained psi dict)` pairs; `label` is what the table
         reports (an outer iteration, or `"average"`).
-      seed: one seed for every candidate's renders, initial weights and minibatches.
+      seed: the first evaluation seed; every candidate uses the same seeds
+        (renders, initial weights and minibatches).
+      num_seeds: fresh models per candidate, with seeds `seed, seed + 1, ...`;
+        a candidate's score is their mean. One model's validation accuracy
+        varies by a few points with its seed, as much as the candidates of a
+        run differ, so averaging several makes the ranking less of a lottery.
 
     Returns:
       `(index of the selected candidate, table)`: one dict per candidate with
-      `candidate`, `val_accuracy`, `val_loss`, `samples`, `time_s`, and
-      `test_accuracy` (for reporting how well selection did; never used to
-      select). Ties in validation accuracy (300 images: steps of 1/300) go to
-      the lower validation loss, then to the later candidate.
+      `candidate`, `val_accuracy` and `val_loss` (means over seeds),
+      `val_accuracy_per_seed`, `samples` and `time_s` (totals), and
+      `test_accuracy` (mean; for reporting how well selection did, never used
+      to select). Ties in validation accuracy (300 images: steps of 1/300) go
+      to the lower validation loss, then to the later candidate.
     """
     if not candidates:
         raise ValueError("psi selection got no candidates.")
+    if num_seeds < 1:
+        raise ValueError(f"train_autosimulate.psi_selection_seeds={num_seeds} must be >= 1.")
     table = []
     for label, psi in candidates:
         simulator.set_constrained_parameters(psi)
-        scores = evaluator.evaluate(seed=seed)
+        runs = [evaluator.evaluate(seed=seed + k) for k in range(num_seeds)]
         table.append(
             {
                 "candidate": label,
-                "val_accuracy": scores["val_accuracy"],
-                "val_loss": scores["val_loss"],
-                "test_accuracy": scores["test_accuracy"],
-                "samples": scores["samples"],
-                "time_s": scores["time_s"],
+                "val_accuracy": float(np.mean([run["val_accuracy"] for run in runs])),
+                "val_loss": float(np.mean([run["val_loss"] for run in runs])),
+                "val_accuracy_per_seed": [run["val_accuracy"] for run in runs],
+                "test_accuracy": float(np.mean([run["test_accuracy"] for run in runs])),
+                "samples": sum(run["samples"] for run in runs),
+                "time_s": sum(run["time_s"] for run in runs),
             }
         )
     best = max(range(len(table)), key=lambda i: (table[i]["val_accuracy"], -table[i]["val_loss"], i))

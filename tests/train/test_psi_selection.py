@@ -72,6 +72,36 @@ def test_select_psi_keeps_the_best_validation_accuracy_breaking_ties_by_loss():
     assert evaluator.seeds == [3, 3, 3, 3]  # common random numbers across candidates
 
 
+class _SeedDependentEvaluator(_TableEvaluator):
+    """Validation accuracy psi["scores"][seed - first_seed]: a candidate that is lucky on one seed only."""
+
+    def __init__(self, simulator, first_seed):
+        super().__init__(simulator)
+        self.first_seed = first_seed
+
+    def evaluate(self, seed):
+        self.seeds.append(seed)
+        score = self.simulator.psi["scores"][seed - self.first_seed]
+        return {"val_accuracy": score, "val_loss": 1 - score, "test_accuracy": score, "samples": 5, "time_s": 1.0}
+
+
+def test_select_psi_averages_several_seeds_per_candidate():
+    simulator = _RecordingSimulator()
+    candidates = [("lucky", {"scores": [0.95, 0.70, 0.70]}), ("steady", {"scores": [0.85, 0.85, 0.85]})]
+    evaluator = _SeedDependentEvaluator(simulator, first_seed=4)
+    best, _ = psi_selection.select_psi(simulator, evaluator, candidates, seed=4)
+    assert best == 0, "one seed: the lucky candidate wins"
+    evaluator = _SeedDependentEvaluator(simulator, first_seed=4)
+    best, table = psi_selection.select_psi(simulator, evaluator, candidates, seed=4, num_seeds=3)
+    assert best == 1, "three seeds: the steady candidate wins on the mean"
+    assert evaluator.seeds == [4, 5, 6, 4, 5, 6], "the same seeds for every candidate"
+    assert table[0]["val_accuracy"] == pytest.approx(0.7833333)
+    assert table[0]["val_accuracy_per_seed"] == [0.95, 0.70, 0.70]
+    assert table[1]["samples"] == 15 and table[1]["time_s"] == 3.0
+    with pytest.raises(ValueError, match="psi_selection_seeds=0"):
+        psi_selection.select_psi(simulator, evaluator, candidates, seed=4, num_seeds=0)
+
+
 def test_select_psi_prefers_the_xor_layout_on_the_gmm_toy():
     """A real selection: fresh MLPs tell the right mixture means from the initial ones."""
     gin.clear_config()
@@ -97,6 +127,7 @@ def test_train_autosimulate_selects_among_trajectory_psi_and_the_average(tmp_pat
             "train_autosimulate.num_outer_iterations = 6",
             "train_autosimulate.final_psi_average_fraction = 0.5",
             "train_autosimulate.psi_selection_candidates = 3",
+            "train_autosimulate.psi_selection_seeds = 2",
             "AutoSimulateTrainer.num_initial_inner_steps = 20",
             "selection/ScratchTrainingEvaluator.num_samples = 100",
             "selection/ScratchTrainingEvaluator.num_steps = 20",
@@ -105,9 +136,10 @@ def test_train_autosimulate_selects_among_trajectory_psi_and_the_average(tmp_pat
     results = train_autosimulate(root_dir=str(tmp_path))
     table = results["psi_selection"]
     assert [row["candidate"] for row in table] == [2, 4, 6, "average"]
-    assert results["selection_samples"] == 4 * 100
     best = max(table, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
     assert results["selected_psi_candidate"] == best["candidate"]
+    assert all(len(row["val_accuracy_per_seed"]) == 2 for row in results["psi_selection"])
+    assert results["selection_samples"] == 4 * 2 * 100  # 3 iterates + the average, 2 models of 100 renders each
     trajectory = {
         e["iteration"]: e for e in map(json.loads, (tmp_path / "psi_trajectory.jsonl").read_text().splitlines())
     }
@@ -120,5 +152,13 @@ def test_train_autosimulate_rejects_a_negative_candidate_count_before_training(t
     gin.clear_config()
     configs.parse_gin(["toy_gmm.gin"], ["train_autosimulate.psi_selection_candidates = -1"])
     with pytest.raises(ValueError, match="psi_selection_candidates=-1"):
+        train_autosimulate(root_dir=str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_train_autosimulate_rejects_zero_selection_seeds_before_training(tmp_path):
+    gin.clear_config()
+    configs.parse_gin(["toy_gmm.gin"], ["train_autosimulate.psi_selection_seeds = 0"])
+    with pytest.raises(ValueError, match="psi_selection_seeds=0"):
         train_autosimulate(root_dir=str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
