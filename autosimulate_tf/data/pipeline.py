@@ -104,6 +104,14 @@ def render_one_numpy(simulator, latent, timeout_s: float | None = None):
     return observation, label, None
 
 
+def _render_one_logged(simulator, latent, timeout_s):
+    """`render_one_numpy` as both in-process paths use it: `(observation, label, valid)`, a dropped sample logged."""
+    observation, label, reason = render_one_numpy(simulator, latent, timeout_s)
+    if reason is not None:
+        logging.log_every_n(logging.WARNING, "%s; sample dropped.", 100, reason)
+    return observation, label, reason is None
+
+
 def render_serially(simulator, latents, render_timeout_s: float | None = None):
     """Renders latents one after another in a plain Python loop, without building a `tf.data` map.
 
@@ -120,11 +128,7 @@ def render_serially(simulator, latents, render_timeout_s: float | None = None):
     valid = np.zeros([num_samples], bool)
     for index in range(num_samples):
         latent = tf.nest.pack_sequence_as(latents, [np.asarray(t[index]) for t in flat])
-        observation, label, reason = render_one_numpy(simulator, latent, render_timeout_s)
-        if reason is not None:
-            logging.log_every_n(logging.WARNING, "%s; sample dropped.", 100, reason)
-            continue
-        observations[index], labels[index], valid[index] = observation, label, True
+        observations[index], labels[index], valid[index] = _render_one_logged(simulator, latent, render_timeout_s)
     return observations, labels, valid
 
 
@@ -133,10 +137,8 @@ def _numpy_render_fn(simulator, structure, timeout_s):
 
     def render_one(*flat_latent):
         latent = tf.nest.pack_sequence_as(structure, list(flat_latent))
-        observation, label, reason = render_one_numpy(simulator, latent, timeout_s)
-        if reason is not None:
-            logging.log_every_n(logging.WARNING, "%s; sample dropped.", 100, reason)
-        return observation, label, np.bool_(reason is None)
+        observation, label, valid = _render_one_logged(simulator, latent, timeout_s)
+        return observation, label, np.bool_(valid)
 
     return render_one
 

@@ -89,12 +89,13 @@ def select_psi(simulator, evaluator, candidates: list[tuple], seed: int, num_see
     for label, psi in candidates:
         simulator.set_constrained_parameters(psi)
         runs = [evaluator.evaluate(seed=seed + k) for k in range(num_seeds)]
+        accuracies = [run["val_accuracy"] for run in runs]
         table.append(
             {
                 "candidate": label,
-                "val_accuracy": float(np.mean([run["val_accuracy"] for run in runs])),
+                "val_accuracy": float(np.mean(accuracies)),
                 "val_loss": float(np.mean([run["val_loss"] for run in runs])),
-                "val_accuracy_per_seed": [run["val_accuracy"] for run in runs],
+                "val_accuracy_per_seed": accuracies,
                 "test_accuracy": float(np.mean([run["test_accuracy"] for run in runs])),
                 "samples": sum(run["samples"] for run in runs),
                 "time_s": sum(run["time_s"] for run in runs),

@@ -148,17 +148,16 @@ def test_train_autosimulate_selects_among_trajectory_psi_and_the_average(tmp_pat
     np.testing.assert_allclose(results["final_psi"]["means"], trajectory[6]["means"], rtol=1e-6)
 
 
-def test_train_autosimulate_rejects_a_negative_candidate_count_before_training(tmp_path):
+@pytest.mark.parametrize(
+    "binding, message",
+    [
+        ("psi_selection_candidates = -1", "psi_selection_candidates=-1"),
+        ("psi_selection_seeds = 0", "psi_selection_seeds=0"),
+    ],
+)
+def test_train_autosimulate_rejects_bad_selection_settings_before_training(binding, message, tmp_path):
     gin.clear_config()
-    configs.parse_gin(["toy_gmm.gin"], ["train_autosimulate.psi_selection_candidates = -1"])
-    with pytest.raises(ValueError, match="psi_selection_candidates=-1"):
-        train_autosimulate(root_dir=str(tmp_path))
-    assert not (tmp_path / "checkpoints").exists()
-
-
-def test_train_autosimulate_rejects_zero_selection_seeds_before_training(tmp_path):
-    gin.clear_config()
-    configs.parse_gin(["toy_gmm.gin"], ["train_autosimulate.psi_selection_seeds = 0"])
-    with pytest.raises(ValueError, match="psi_selection_seeds=0"):
+    configs.parse_gin(["toy_gmm.gin"], [f"train_autosimulate.{binding}"])
+    with pytest.raises(ValueError, match=message):
         train_autosimulate(root_dir=str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
