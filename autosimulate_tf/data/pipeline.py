@@ -281,15 +281,18 @@ def keep_valid(rendered: RenderedData, latents):
     Returns:
       `(inputs, labels, latents, num_dropped)`.
     """
-    valid = rendered.valid
-    kept_latents = tf.nest.map_structure(lambda t: tf.boolean_mask(t, valid), latents)
-    num_dropped = int(tf.size(valid)) - int(tf.reduce_sum(tf.cast(valid, tf.int32)))
-    return (
-        tf.boolean_mask(rendered.inputs, valid),
-        tf.boolean_mask(rendered.labels, valid),
-        kept_latents,
-        num_dropped,
-    )
+    valid = np.asarray(rendered.valid, dtype=bool)
+    num_dropped = int(valid.size - np.count_nonzero(valid))
+    if num_dropped == 0:
+        # The usual case. Eager `tf.boolean_mask` costs ~2 ms per tensor, which on a cheap
+        # simulator was a fifth of a whole outer iteration; nothing to drop, nothing to pay.
+        return rendered.inputs, rendered.labels, latents, 0
+    kept = tf.constant(np.flatnonzero(valid), tf.int64)
+
+    def keep(tensor):
+        return tf.gather(tensor, kept)
+
+    return keep(rendered.inputs), keep(rendered.labels), tf.nest.map_structure(keep, latents), num_dropped
 
 
 def preflight_render(simulator, seed, num_samples: int = 8, render_timeout_s: float | None = None) -> None:

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from autosimulate_tf import configs
 from autosimulate_tf.data.real import xor_mixture_real_data
+from autosimulate_tf.models import mlp
 from autosimulate_tf.simulators import GaussianMixtureSimulator
 from autosimulate_tf.simulators.faults import FaultInjectingSimulator
 from autosimulate_tf.train import AutoSimulateTrainer, train_autosimulate
@@ -61,7 +62,7 @@ def test_dropped_samples_leave_the_score_term_too():
     trainer = AutoSimulateTrainer(
         simulator=simulator,
         real_data=xor_mixture_real_data(),
-        model_fn=__import__("autosimulate_tf.models", fromlist=["mlp"]).mlp,
+        model_fn=mlp,
         num_samples=80,
         num_initial_inner_steps=5,
         seed=3,
@@ -99,8 +100,6 @@ def test_non_finite_validation_gradient_skips_psi_updates_and_keeps_everything_f
     gin.clear_config()
     real = xor_mixture_real_data(num_validation=50, num_test=50)
     poisoned = real._replace(validation_inputs=np.where(np.arange(50)[:, None] == 7, np.nan, real.validation_inputs))
-    from autosimulate_tf.models import mlp
-
     simulator = GaussianMixtureSimulator()
     initial = simulator.constrained_parameters()["means"].copy()
     trainer = AutoSimulateTrainer(
@@ -161,3 +160,25 @@ def test_two_runs_with_the_same_seed_give_identical_results(tmp_path):
     assert first == second
     other_seed = run(tmp_path / "c", [*bindings, "SEED = 1"])
     assert other_seed["final_psi"] != first["final_psi"]
+
+
+def test_a_psi_update_that_overflows_is_undone():
+    """A finite hypergradient whose step makes psi infinite: psi keeps its last value."""
+    import keras
+
+    trainer = AutoSimulateTrainer(
+        simulator=GaussianMixtureSimulator(),
+        real_data=xor_mixture_real_data(num_validation=50, num_test=50),
+        model_fn=mlp,
+        num_samples=20,
+        outer_optimizer=lambda: keras.optimizers.SGD(10.0),
+    )
+    before = [v.numpy().copy() for v in trainer.simulator.psi_variables]
+    huge = [tf.fill(v.shape, -3e38) for v in trainer.simulator.psi_variables]  # 10 * 3e38 overflows float32
+    assert not trainer._update_psi(huge)
+    for variable, value in zip(trainer.simulator.psi_variables, before, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    small = [tf.fill(v.shape, 0.01) for v in trainer.simulator.psi_variables]
+    assert trainer._update_psi(small)
+    for variable, value in zip(trainer.simulator.psi_variables, before, strict=True):
+        np.testing.assert_allclose(variable.numpy(), value - 0.1, rtol=1e-6)
