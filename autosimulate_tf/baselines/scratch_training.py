@@ -18,9 +18,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from autosimulate_tf import tracing
 from autosimulate_tf.data import pipeline
 from autosimulate_tf.hypergrad.objective import TaskObjective
 from autosimulate_tf.models import losses
+from autosimulate_tf.models.initial_weights import InitialWeights
 
 
 @gin.configurable
@@ -84,15 +86,16 @@ class ScratchTrainingEvaluator:
         dtype = self.model.inputs[0].dtype
         self._validation = (tf.constant(real_data.validation_inputs, dtype), tf.constant(real_data.validation_labels))
         self._test = (tf.constant(real_data.test_inputs, dtype), tf.constant(real_data.test_labels))
-        self._train_fn = tf.function(self._train, reduce_retracing=True)
-        self._score_fn = tf.function(self._score, reduce_retracing=True)
+        # The weights model_fn(seed=...) would start from, without building a model each time.
+        self._initial_weights = InitialWeights(self.model, model_fn, self.input_shape, num_outputs)
+        self._train_fn = tracing.compile_function(self._train, reduce_retracing=True)
+        self._score_fn = tracing.compile_function(self._score, reduce_retracing=True)
 
     def _reset(self, seed: int) -> None:
         if self.fine_tune and self._kept_weights is not None:
             initial = self._kept_weights
         else:
-            fresh = self.model_fn(input_shape=self.input_shape, num_outputs=self.num_outputs, seed=seed)
-            initial = [v.numpy() for v in fresh.trainable_variables]
+            initial = self._initial_weights(seed)
         for variable, value in zip(self.model.trainable_variables, initial, strict=True):
             variable.assign(value)
         for variable in self.optimizer.variables:
@@ -106,13 +109,18 @@ class ScratchTrainingEvaluator:
     def _train(self, inputs, labels, seed):
         variables = self.model.trainable_variables
         num_examples = tf.shape(inputs)[0]
-        for step in tf.range(self.num_steps):
+
+        def one_step(step):
             indices = pipeline.minibatch_indices(seed, step, self.batch_size, num_examples)
             with tf.GradientTape() as tape:
                 outputs = self.model(tf.gather(inputs, indices), training=True)
                 loss = tf.reduce_mean(losses.per_example_loss(self.loss, outputs, tf.gather(labels, indices)))
                 loss += self._objective.weight_decay_term([v.value for v in variables])
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+            return (step + 1,)
+
+        # An explicit loop, as in AutoSimulate's inner training, so no AutoGraph is needed (tracing.py).
+        tf.while_loop(lambda step: step < self.num_steps, one_step, (tf.constant(0),))
 
     def _score(self, inputs, labels):
         outputs = self.model(inputs, training=False)
