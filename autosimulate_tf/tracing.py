@@ -2,9 +2,10 @@
 
 AutoGraph rewrites every Python function a `tf.function` calls (Keras layers, TFP
 distributions, a user's simulator) before tracing it. The library's own compiled
-code uses explicit `tf.while_loop`s and needs none of that, and skipping it halves
-the tracing of the hypergradient (1.1 s -> 0.6 s on the GMM toy), which is most
-of AutoSimulate's first outer iteration. User code may need it, though: a model or
+code uses explicit `tf.while_loop`s and needs none of that. Skipping it took the
+first outer iteration of the first AutoSimulate run in a process on the GMM toy
+from ~7.3 s to ~2.7 s (the conversions are cached, so later runs in the same
+process gained little; benchmarks/RESULTS.md). User code may need it, though: a model or
 a simulator's `log_prob` with a Python `if` on a tensor. `compile_function` traces
 without AutoGraph first and, only if the trace fails the way such code fails
 (`OperatorNotAllowedInGraphError`), traces again with it, so nothing a plain
