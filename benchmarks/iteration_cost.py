@@ -11,7 +11,8 @@ its own line. With `--baseline_evaluations`, also the median time of one scratch
 evaluation (the unit of Learning to Simulate and random search) on the same problem.
 
 To compare two versions of the code, run this script from each checkout in turn (e.g. a
-`git worktree` of the older commit), alternating, on an otherwise idle machine.
+`git worktree` of the older commit, with this file copied in: it uses only the trainer's step
+metrics, which older commits have too), alternating, on an otherwise idle machine.
 """
 
 import os
