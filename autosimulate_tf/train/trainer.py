@@ -36,6 +36,10 @@ for _optimizer in (keras.optimizers.Adam, keras.optimizers.SGD, keras.optimizers
 for _schedule in (keras.optimizers.schedules.CosineDecay, keras.optimizers.schedules.ExponentialDecay):
     gin.external_configurable(_schedule, module="keras.optimizers.schedules")
 
+REUSE_PER_SAMPLE = "per_sample"
+REUSE_MIXTURE = "mixture"
+REUSE_WEIGHTINGS = (REUSE_PER_SAMPLE, REUSE_MIXTURE)
+
 COUNTERS = (
     "simulated_samples",
     "nonfinite_inner_gradients",
@@ -82,6 +86,7 @@ class AutoSimulateTrainer:
         render_timeout_s: float | None = None,
         strategy=None,
         reuse_iterations: int = 0,
+        reuse_weighting: str = REUSE_PER_SAMPLE,
         seed: int = 0,
     ):
         """Args:
@@ -120,6 +125,13 @@ class AutoSimulateTrainer:
           score-function term, which keeps it an estimate of the gradient under
           the current psi (curvature products stay unweighted). The kept renders are
           part of the checkpoint. 0: no reuse (the estimator of the paper).
+        reuse_weighting: the q of the importance weights of a reused set.
+          `"per_sample"`: each sample's own psi, `p(c | psi_t) / p(c | psi_then)`.
+          `"mixture"`: the mixture of the psi of all W + 1 iterations in the set,
+          weighted by their sample counts (the balance heuristic of multiple
+          importance sampling, Veach and Guibas 1995), `p(c | psi_t) / sum_k
+          (n_k / n) p(c | psi_k)`: never larger than n / n_t, so one old sample
+          cannot dominate; it costs W + 1 `log_prob` evaluations of the set.
         seed: experiment seed; every random draw (and the model's initial
           weights) derives from it statelessly.
         """
@@ -142,6 +154,10 @@ class AutoSimulateTrainer:
         )
         _check(callable(solver), f"AutoSimulateTrainer.solver={solver!r} is not a solver function.")
         _check(reuse_iterations >= 0, f"AutoSimulateTrainer.reuse_iterations={reuse_iterations} must be >= 0.")
+        _check(
+            reuse_weighting in REUSE_WEIGHTINGS,
+            f"AutoSimulateTrainer.reuse_weighting={reuse_weighting!r} is not one of {REUSE_WEIGHTINGS}.",
+        )
         _check(
             0.0 < max_failure_rate <= 1.0,
             f"AutoSimulateTrainer.max_failure_rate={max_failure_rate} must be in (0, 1].",
@@ -166,6 +182,7 @@ class AutoSimulateTrainer:
         self.max_failure_rate = float(max_failure_rate)
         self.render_timeout_s = render_timeout_s
         self.reuse_iterations = int(reuse_iterations)
+        self.reuse_weighting = reuse_weighting
         self.seed = int(seed)
 
         num_outputs = simulator.num_classes if simulator.num_classes else int(np.prod(simulator.label_shape or (1,)))
@@ -269,7 +286,7 @@ class AutoSimulateTrainer:
         def slot_variable(shape, dtype, name):
             return tf.Variable(tf.zeros([slots, size, *shape], dtype), trainable=False, name=name)
 
-        return {
+        buffer = {
             "inputs": slot_variable(self.simulator.observation_shape, self.model.inputs[0].dtype, "reuse_inputs"),
             "labels": slot_variable(
                 self.simulator.label_shape, tf.as_dtype(self.simulator.label_dtype), "reuse_labels"
@@ -278,6 +295,13 @@ class AutoSimulateTrainer:
             "count": tf.Variable(tf.zeros([slots], tf.int32), trainable=False, name="reuse_count"),
             "latents": tf.nest.map_structure(lambda t: slot_variable(t.shape[1:], t.dtype, "reuse_latents"), example),
         }
+        if self.reuse_weighting == REUSE_MIXTURE:
+            # The psi each slot's samples were drawn under, for the mixture density.
+            buffer["psi"] = [
+                tf.Variable(tf.zeros([slots, *v.shape], v.dtype), trainable=False, name="reuse_psi")
+                for v in self.simulator.psi_variables
+            ]
+        return buffer
 
     def _with_reused_samples(self, inputs, labels, latents, iteration):
         """`D_t` = the kept samples of the previous W iterations (oldest first) + this iteration's.
@@ -317,14 +341,45 @@ class AutoSimulateTrainer:
             padding = [[0, size - count]] + [[0, 0]] * (len(value.shape) - 1)
             variable[slot].assign(tf.pad(tf.cast(value, variable.dtype), padding))
 
+        if self.reuse_weighting == REUSE_MIXTURE:
+            combined_log_q = self._log_mixture_density(combined_latents, log_p, count, order)
+
         store(buffer["inputs"], inputs)
         store(buffer["labels"], labels)
         store(buffer["log_q"], log_q_new)
         tf.nest.map_structure(store, buffer["latents"], latents)
         buffer["count"][slot].assign(count)
+        if self.reuse_weighting == REUSE_MIXTURE:
+            for stored, variable in zip(buffer["psi"], self.simulator.psi_variables, strict=True):
+                stored[slot].assign(variable)
 
         weights = tf.cast(tf.shape(log_p)[0], tf.float32) * tf.nn.softmax(log_p - combined_log_q)
         return combined_inputs, combined_labels, combined_latents, weights
+
+    def _log_mixture_density(self, latents, log_p, count, order):
+        """`log sum_k (n_k / n) p(c | psi_k)` over the W stored psi and the current one, for every latent.
+
+        Each stored psi is assigned to the simulator's variables in turn, its `log_prob`
+        taken, and the current psi restored, so any `Simulator` works unchanged. Inside
+        the compiled function the assignments and reads run in program order.
+        """
+        buffer = self.reuse_buffer
+        psi = self.simulator.psi_variables
+        current = [tf.identity(v.read_value()) for v in psi]
+        counts = tf.cast(tf.gather(buffer["count"], order), tf.float32)
+        terms = []
+        for k in range(self.reuse_iterations):
+            slot = order[k]
+            for stored, variable in zip(buffer["psi"], psi, strict=True):
+                variable.assign(stored[slot])
+            term = tf.math.log(tf.maximum(counts[k], 1.0)) + tf.cast(self.simulator.log_prob(latents), tf.float32)
+            # An empty slot (the first W iterations; its stored psi is all zeros) contributes nothing.
+            terms.append(tf.where(counts[k] > 0, term, -np.inf))
+        for variable, value in zip(psi, current, strict=True):
+            variable.assign(value)
+        terms.append(tf.math.log(tf.cast(count, tf.float32)) + log_p)
+        total = tf.reduce_sum(counts) + tf.cast(count, tf.float32)
+        return tf.reduce_logsumexp(tf.stack(terms, axis=0), axis=0) - tf.math.log(total)
 
     # ------------------------------------------------------------------ steps
     def _trace_for_any_size(self, inputs, labels, latents, num_steps, seed, importance_weights) -> None:

@@ -100,3 +100,92 @@ def test_train_loss_with_example_weights_weights_each_example_and_reduces_to_the
     # Through the (single-device) sharded path the per-example weights travel with their examples.
     value, _ = objective.mean_value_and_gradient(objective.train_loss, weights, inputs, labels, example_weights)
     np.testing.assert_allclose(value, expected)
+
+
+def _trainer_with_reuse(bindings):
+    from autosimulate_tf.train import AutoSimulateTrainer
+
+    gin.clear_config()
+    configs.parse_gin(["toy_gmm.gin"], TINY + bindings)
+    return AutoSimulateTrainer()
+
+
+def _reuse_three_iterations(trainer, psi_per_iteration):
+    """Feeds three iterations of fresh latents, each drawn under its own psi; returns the third call's output."""
+    import tensorflow as tf
+
+    simulator = trainer.simulator
+    all_latents = []
+    for iteration, means in enumerate(psi_per_iteration):
+        simulator.set_constrained_parameters({"means": np.asarray(means, np.float32)})
+        latents = simulator.sample_latents(10, seed=tf.constant([7, iteration]))
+        all_latents.append(latents)
+        inputs = tf.zeros([10, 2], trainer.model.inputs[0].dtype)
+        labels = tf.zeros([10], tf.as_dtype(simulator.label_dtype))
+        output = trainer._with_reused_samples_fn(inputs, labels, latents, tf.constant(iteration, tf.int64))
+    return all_latents, output
+
+
+PSI_PER_ITERATION = [
+    [[-1.5, 1.0], [1.5, 1.2], [-1.4, -1.1], [1.6, -0.9]],
+    [[-1.0, 1.5], [1.5, 1.2], [-1.4, -0.5], [1.6, -0.9]],
+    [[-0.5, 2.0], [2.0, 1.5], [-1.0, 0.5], [2.0, -1.5]],
+]
+
+
+def test_mixture_weights_are_the_balance_heuristic_and_psi_is_restored():
+    """`reuse_weighting = 'mixture'`: r(c) = p(c | psi_t) / sum_k (n_k / n) p(c | psi_k), scaled to mean 1."""
+    import tensorflow as tf
+
+    trainer = _trainer_with_reuse(
+        ["AutoSimulateTrainer.reuse_iterations = 2", "AutoSimulateTrainer.reuse_weighting = 'mixture'"]
+    )
+    all_latents, (_, _, combined_latents, weights) = _reuse_three_iterations(trainer, PSI_PER_ITERATION)
+    # The psi of the third iteration is still in place after the swaps inside the call.
+    np.testing.assert_allclose(trainer.simulator.constrained_parameters()["means"], PSI_PER_ITERATION[2], atol=1e-6)
+
+    latents = tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *all_latents)
+    for got, expected in zip(tf.nest.flatten(combined_latents), tf.nest.flatten(latents), strict=True):
+        np.testing.assert_array_equal(got, expected)  # oldest first, all 30 kept
+    log_p = []
+    for means in PSI_PER_ITERATION:
+        trainer.simulator.set_constrained_parameters({"means": np.asarray(means, np.float32)})
+        log_p.append(trainer.simulator.log_prob(latents).numpy().astype(np.float64))
+    log_p = np.stack(log_p)  # [psi, sample]
+    log_q = np.logaddexp.reduce(np.log(10.0) + log_p, axis=0) - np.log(30.0)
+    ratio = np.exp(log_p[2] - log_q)
+    np.testing.assert_allclose(weights.numpy(), 30.0 * ratio / ratio.sum(), rtol=1e-4)
+    # Each raw ratio is at most n / n_t = 3: no single old sample can dominate the set.
+    assert np.all(ratio <= 3.0 + 1e-6)
+
+
+def test_per_sample_weights_use_each_samples_own_psi():
+    """The default weighting: r(c) = p(c | psi_t) / p(c | psi_then), scaled to mean 1."""
+    trainer = _trainer_with_reuse(["AutoSimulateTrainer.reuse_iterations = 2"])
+    all_latents, (_, _, _, weights) = _reuse_three_iterations(trainer, PSI_PER_ITERATION)
+    log_ratio = []
+    for latents, means in zip(all_latents, PSI_PER_ITERATION, strict=True):
+        trainer.simulator.set_constrained_parameters({"means": np.asarray(means, np.float32)})
+        log_then = trainer.simulator.log_prob(latents).numpy()
+        trainer.simulator.set_constrained_parameters({"means": np.asarray(PSI_PER_ITERATION[2], np.float32)})
+        log_ratio.append(trainer.simulator.log_prob(latents).numpy() - log_then)
+    ratio = np.exp(np.concatenate(log_ratio).astype(np.float64))
+    np.testing.assert_allclose(weights.numpy(), 30.0 * ratio / ratio.sum(), rtol=1e-4)
+
+
+def test_mixture_reuse_runs_resumes_and_rejects_unknown_weightings(tmp_path):
+    bindings = [
+        "AutoSimulateTrainer.reuse_iterations = 3",
+        "AutoSimulateTrainer.reuse_weighting = 'mixture'",
+        "train_autosimulate.num_outer_iterations = 8",
+        "train_autosimulate.checkpoint_interval = 4",
+    ]
+    uninterrupted = run(tmp_path / "uninterrupted", bindings)
+    run(tmp_path / "interrupted", [*bindings, "train_autosimulate.num_outer_iterations = 4"])
+    resumed = run(tmp_path / "interrupted", bindings)  # the stored psi of each slot are in the checkpoint
+    np.testing.assert_allclose(resumed["final_psi"]["means"], uninterrupted["final_psi"]["means"], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"AutoSimulateTrainer\.reuse_weighting='balance'"):
+        run(
+            tmp_path / "bad",
+            ["AutoSimulateTrainer.reuse_iterations = 3", "AutoSimulateTrainer.reuse_weighting = 'balance'"],
+        )
