@@ -76,6 +76,19 @@ GRIDS = {
         "outer/keras.optimizers.Adam.learning_rate": [0.3],
         "AutoSimulateTrainer.damping": [0.01, 0.02, 0.03, 0.05, 0.1, 0.3, 1.0],
     },
+    # Fifth round (session 13, seeds 0-19, on top of the shipped configuration): two ways of
+    # taming the noise of the N = 5 estimate. Neither moved the median; RESULTS.md section 1.
+    "autosimulate_reuse_weighting": {
+        "AutoSimulateTrainer.reuse_weighting": ["'mixture'"],
+        "AutoSimulateTrainer.reuse_iterations": [19, 39],
+    },
+    "autosimulate_epsilon_decay": {
+        "AutoSimulateTrainer.outer_optimizer": ["@outer/autosimulate_tf.DecayingEpsilonAdam"],
+        "outer/autosimulate_tf.DecayingEpsilonAdam.learning_rate": [0.3],
+        "outer/autosimulate_tf.DecayingEpsilonAdam.epsilon": [0.03],
+        "outer/autosimulate_tf.DecayingEpsilonAdam.final_epsilon": [0.003, 0.01],
+        "outer/autosimulate_tf.DecayingEpsilonAdam.decay": [0.98, 0.99],
+    },
     # Follow-up: smaller datasets per LTS evaluation at the best lr/std of the grid above.
     "learning_to_simulate_small_m": {
         "LearningToSimulate.policy_learning_rate": [0.1],
