@@ -48,6 +48,7 @@ DOCUMENTED_DEFAULT_RANGES = {
     "log_thickness": (1.5, 4.0, True),
     "log_distortion": (0.5, 2.0, True),
     "log_noise": (0.001, 0.01, True),
+    "ink_exponent": (-0.1, 0.1, False),
 }
 
 
@@ -275,3 +276,18 @@ def test_default_renders_transfer_to_the_real_uci_test_split(default_renders):
     accuracy = model.score(real.test_inputs.reshape(-1, 64) / 16.0, real.test_labels)
     # Measured ~0.76 (SVC, 3000 renders); far above chance (0.1), far below real-trained (~0.98).
     assert accuracy > 0.5
+
+
+def test_ink_exponent_one_evens_out_the_ink_of_short_and_long_glyphs():
+    """`ink_exponent` 0 keeps the stroke width (a plain 1 has far less ink than an 8); 1 scales the width
+    by skeleton length, so both carry about the same ink, as the real UCI digits do."""
+    from autosimulate_tf.simulators.digits import render_bitmap
+
+    def ink(digit, exponent):
+        factors = mean_factors(log_thickness=math.log(3.0), log_distortion=-30.0, ink_exponent=exponent)
+        return int(render_bitmap(digit, 0, factors, 0).sum())
+
+    assert ink(8, 0.0) > 2.0 * ink(1, 0.0)
+    assert 0.7 < ink(8, 1.0) / ink(1, 1.0) < 1.4
+    # At the reference length the width is unchanged; shorter glyphs get thicker, longer thinner.
+    assert ink(1, 1.0) > ink(1, 0.0) and ink(8, 1.0) < ink(8, 0.0)
