@@ -333,16 +333,16 @@ class AutoSimulateTrainer:
         # log p(c | psi_t) for every sample; for the new ones it is also their log q.
         log_p = tf.cast(self.simulator.log_prob(combined_latents), tf.float32)
         log_q_new = log_p[-count:]
-        combined_log_q = old_and_new(buffer["log_q"], log_q_new)
+        if self.reuse_weighting == REUSE_MIXTURE:
+            combined_log_q = self._log_mixture_density(combined_latents, log_p, count, order)
+        else:
+            combined_log_q = old_and_new(buffer["log_q"], log_q_new)
 
         slot = tf.math.floormod(tf.cast(iteration, tf.int32), slots)
 
         def store(variable, value):
             padding = [[0, size - count]] + [[0, 0]] * (len(value.shape) - 1)
             variable[slot].assign(tf.pad(tf.cast(value, variable.dtype), padding))
-
-        if self.reuse_weighting == REUSE_MIXTURE:
-            combined_log_q = self._log_mixture_density(combined_latents, log_p, count, order)
 
         store(buffer["inputs"], inputs)
         store(buffer["labels"], labels)
