@@ -757,7 +757,9 @@ class RayBackend(RenderBackend):
             _RAY["warm"] = False
             if timeout_s is not None:
                 # Its replacement imports TensorFlow first: that must not count against a chunk's deadline.
-                warming = self._pings(ray)
+                # Added to, not replacing, pings still out from an earlier loss: one of those may still
+                # be starting a worker, and a chunk queued behind it would miss its deadline.
+                warming = warming + self._pings(ray)
 
         try:
             while pending or running:

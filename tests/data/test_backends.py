@@ -381,6 +381,9 @@ def test_ray_drops_the_chunk_of_a_dead_or_wedged_worker_and_goes_on(ray_backend)
     # [4, 8) wedges and is cancelled at its deadline (0.25 s x 4 + 8 s grace). With the fixture's
     # 2 s grace this failed twice while other TensorFlow processes loaded both cores: the healthy
     # chunks [8, 16), run on workers that Ray had just restarted, missed their 3 s deadline too.
+    # The backend now waits for every warm-up ping after a loss, not only the latest loss's
+    # (with the old code a healthy chunk still missed its 9 s deadline under that load). Under
+    # that load the whole call can take ~60 s; the bound only has to catch a wedge (hours).
     values = np.arange(16, dtype=np.float32)
     simulator = DyingSimulator(die_at=(2.0,), wedge_at=(5.0,))
     begin = time.monotonic()
@@ -389,7 +392,7 @@ def test_ray_drops_the_chunk_of_a_dead_or_wedged_worker_and_goes_on(ray_backend)
         _, _, valid = ray_backend.render(simulator, value_latents(values), timeout_s=0.25)
     finally:
         ray_backend.deadline_grace_s = grace_s
-    assert time.monotonic() - begin < 60
+    assert time.monotonic() - begin < 180
     np.testing.assert_array_equal(valid, values >= 8)
     values = values + 0.5
     assert_same(
