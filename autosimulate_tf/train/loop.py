@@ -142,6 +142,7 @@ def train_autosimulate(
     final_psi_average_fraction: float = 0.0,
     psi_selection_candidates: int = 0,
     psi_selection_seeds: int = 1,
+    psi_selection_include_initial: bool = False,
     history=None,
 ) -> dict:
     """Runs (or continues) an AutoSimulate experiment in `root_dir`.
@@ -178,6 +179,10 @@ def train_autosimulate(
         `selection_samples` in results.json.
       psi_selection_seeds: fresh models per selection candidate (default 1);
         a candidate's score is their mean validation accuracy.
+      psi_selection_include_initial: also score the psi the run started from
+        (iteration 0) as a selection candidate, so that a tuning run that found
+        nothing better than its start hands that start on instead of a worse psi
+        (one digits seed in seven did, RESULTS.md section 3). Default False.
       history: optional list; each iteration's metrics dict is appended to it.
 
     Returns:
@@ -255,7 +260,14 @@ def train_autosimulate(
         print(f"Final model and pictures use psi averaged over outer iterations {first}-{last}.", flush=True)
     if psi_selection_candidates and results["outer_iterations"] > 0:
         results.update(
-            _select_psi(trainer, trajectory.entries, psi_selection_candidates, averaged, psi_selection_seeds)
+            _select_psi(
+                trainer,
+                trajectory.entries,
+                psi_selection_candidates,
+                averaged,
+                psi_selection_seeds,
+                psi_selection_include_initial,
+            )
         )
     if final_training or real_data_reference:
         results.update(_train_fresh_models(trainer, final_training, real_data_reference))
@@ -268,16 +280,23 @@ def train_autosimulate(
 
 
 def _select_psi(
-    trainer, entries: list[dict], num_candidates: int, averaged_psi: dict | None, num_seeds: int = 1
+    trainer,
+    entries: list[dict],
+    num_candidates: int,
+    averaged_psi: dict | None,
+    num_seeds: int = 1,
+    include_initial: bool = False,
 ) -> dict:
     """Leaves the simulator at the best of the candidate psi; returns the results.json entries.
 
     `averaged_psi`: the tail-averaged psi (numpy values by name) as a further candidate, or None.
     `num_seeds`: fresh models per candidate (their mean is its score).
+    `include_initial`: the psi of iteration 0 is a candidate too (listed first, so it loses ties).
     """
-    candidates = [
-        (i, psi_selection.psi_at(entries, i)) for i in psi_selection.candidate_iterations(entries, num_candidates)
-    ]
+    iterations = psi_selection.candidate_iterations(entries, num_candidates)
+    if include_initial:
+        iterations = [0, *iterations]
+    candidates = [(i, psi_selection.psi_at(entries, i)) for i in iterations]
     if averaged_psi is not None:
         candidates.append(("average", averaged_psi))
     with gin.config_scope("selection"):

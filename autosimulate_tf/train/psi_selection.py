@@ -29,7 +29,8 @@ def candidate_iterations(entries: list[dict], num_candidates: int) -> list[int]:
 
     Args:
       entries: `PsiTrajectory.entries` (dicts with `iteration`); iteration 0, the
-        untuned psi, is never a candidate.
+        untuned psi, is never picked here (`train_autosimulate`'s
+        `psi_selection_include_initial` adds it).
       num_candidates: how many iterations to pick (fewer if the run is shorter).
 
     Returns:

@@ -161,3 +161,32 @@ def test_train_autosimulate_rejects_bad_selection_settings_before_training(bindi
     with pytest.raises(ValueError, match=message):
         train_autosimulate(root_dir=str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_train_autosimulate_can_hand_on_the_initial_psi_when_tuning_made_it_worse(tmp_path):
+    # Start at the right (XOR) layout and take psi steps far too large: every later iterate is
+    # worse than the start, so with `psi_selection_include_initial` the start must be kept.
+    gin.clear_config()
+    means = ", ".join(f"({x}, {y})" for x, y in np.asarray(XOR_MEANS).tolist())
+    configs.parse_gin(
+        ["toy_gmm.gin"],
+        [
+            f"GaussianMixtureSimulator.initial_means = ({means})",
+            "outer/keras.optimizers.Adam.learning_rate = 4.0",
+            "train_autosimulate.num_outer_iterations = 3",
+            "train_autosimulate.psi_selection_candidates = 3",
+            "train_autosimulate.psi_selection_include_initial = True",
+            "AutoSimulateTrainer.num_initial_inner_steps = 20",
+            "selection/ScratchTrainingEvaluator.num_samples = 200",
+            "selection/ScratchTrainingEvaluator.num_steps = 200",
+            "selection/ScratchTrainingEvaluator.learning_rate = 0.01",
+        ],
+    )
+    results = train_autosimulate(root_dir=str(tmp_path))
+    table = results["psi_selection"]
+    assert [row["candidate"] for row in table] == [0, 1, 2, 3]
+    assert table[0]["val_accuracy"] > 0.85 > max(row["val_accuracy"] for row in table[1:])
+    assert results["selected_psi_candidate"] == 0
+    np.testing.assert_allclose(results["selected_psi"]["means"], XOR_MEANS, atol=1e-5)
+    # The final iterate is still what tuning reached (and what the checkpoint holds).
+    assert np.abs(np.asarray(results["final_psi"]["means"]) - XOR_MEANS).max() > 1.0
