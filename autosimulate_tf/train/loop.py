@@ -181,8 +181,8 @@ def train_autosimulate(
         a candidate's score is their mean validation accuracy.
       psi_selection_include_initial: also score the psi the run started from
         (iteration 0) as a selection candidate, so that a tuning run that found
-        nothing better than its start hands that start on instead of a worse psi
-        (one digits seed in seven did, RESULTS.md section 3). Default False.
+        nothing better than its start hands that start on instead of a worse psi,
+        as far as the selection model can tell. Default False.
       history: optional list; each iteration's metrics dict is appended to it.
 
     Returns:
