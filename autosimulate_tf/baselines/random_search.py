@@ -40,9 +40,14 @@ class UntunedDefault:
     """Scores the simulator's initial psi once (no tuning)."""
 
     def run(self, simulator, evaluator, seed: int, should_stop) -> list[dict]:
-        """One evaluation at the initial psi; `should_stop` is ignored."""
-        del should_stop
+        """One evaluation at the initial psi.
+
+        `should_stop` is called once on the one-point curve, so a wrapper can see the point
+        (the comparison's referee rescores it there); its answer does not matter.
+        """
         evaluation = evaluator.evaluate(evaluation_seed(seed, 0))
         totals = new_totals()
         add_evaluation(totals, evaluation)
-        return [curve_point(totals, evaluation, simulator.constrained_parameters_as_lists())]
+        curve = [curve_point(totals, evaluation, simulator.constrained_parameters_as_lists())]
+        should_stop(curve)
+        return curve

@@ -61,6 +61,8 @@ def run_comparison(
         }
     comparison = {
         "target_accuracy": target_accuracy,
+        # 'method' (each method's own score) or 'referee' (one fresh-model score for all; referee.py).
+        "scoring": runs[methods[0]][0]["scoring"],
         "seeds": list(seeds),
         "reference": reference,
         "methods": summaries,

@@ -10,6 +10,7 @@ import time
 import gin
 
 from autosimulate_tf.baselines import LearningToSimulate, RandomSearch, ScratchTrainingEvaluator, UntunedDefault
+from autosimulate_tf.comparison.referee import Referee, check_scoring
 from autosimulate_tf.train.trainer import AutoSimulateTrainer
 
 AUTOSIMULATE = "autosimulate"
@@ -28,7 +29,26 @@ def make_stopper(target_accuracy: float, max_samples: int, max_time_s: float, st
     return should_stop
 
 
-def run_autosimulate(seed: int, should_stop, max_outer_iterations: int) -> tuple[list[dict], dict]:
+def refereed(should_stop, problem: dict, seed: int, scoring: str):
+    """`should_stop` that first rescores the newest curve point by a `Referee` (scoring='referee').
+
+    Every method calls `should_stop` once after each new point, so this rescores each point
+    exactly once, outside the method's timers, before the stopping rule reads it.
+    """
+    if scoring == "method":
+        return should_stop
+    referee = Referee(problem, seed)
+
+    def score_then_stop(curve) -> bool:
+        referee.score(curve[-1])
+        return should_stop(curve)
+
+    return score_then_stop
+
+
+def run_autosimulate(
+    seed: int, should_stop, max_outer_iterations: int, scoring: str = "method"
+) -> tuple[list[dict], dict]:
     """AutoSimulate from the gin-bound trainer; one curve point per outer iteration.
 
     Returns:
@@ -36,6 +56,7 @@ def run_autosimulate(seed: int, should_stop, max_outer_iterations: int) -> tuple
       spent after inner training (the hypergradient overhead).
     """
     trainer = AutoSimulateTrainer(seed=seed)
+    should_stop = refereed(should_stop, trainer.problem(), seed, scoring)
     curve, overheads = [], []
     for _ in range(max_outer_iterations):
         metrics = trainer.step()
@@ -62,11 +83,12 @@ def run_autosimulate(seed: int, should_stop, max_outer_iterations: int) -> tuple
     return curve, {"hypergradient_overhead_fraction": overheads[len(overheads) // 2]}
 
 
-def run_search_method(method: str, seed: int, should_stop) -> tuple[list[dict], dict]:
+def run_search_method(method: str, seed: int, should_stop, scoring: str = "method") -> tuple[list[dict], dict]:
     """A baseline scored by scratch training on the gin-bound problem."""
     # The trainer is built only to read the shared problem definition from gin.
     problem = AutoSimulateTrainer(seed=seed)
     evaluator = ScratchTrainingEvaluator(**problem.problem())
+    should_stop = refereed(should_stop, problem.problem(), seed, scoring)
     runner = {"learning_to_simulate": LearningToSimulate, "random_search": RandomSearch, "default": UntunedDefault}[
         method
     ]
@@ -82,6 +104,7 @@ def run_method(
     max_time_s: float = 600.0,
     max_outer_iterations: int = 200,
     stop_at_target: bool = False,
+    scoring: str = "method",
 ) -> dict:
     """Runs one method with one seed under the shared budget.
 
@@ -93,16 +116,22 @@ def run_method(
       max_time_s: budget of the method's own wall-clock.
       max_outer_iterations: AutoSimulate's outer-iteration cap.
       stop_at_target: stop as soon as the target is reached.
+      scoring: `"method"`: each method's own score (AutoSimulate's warm-started model,
+        the best scratch-training evaluation so far for search baselines);
+        `"referee"`: every point rescored by a fresh model on the psi the method would
+        return (`comparison/referee.py`; budget `referee/ScratchTrainingEvaluator.*`).
+        Targets, stopping and summaries then follow the referee's score.
 
     Returns:
-      `{"curve": [...], "wall_clock_s": total including reporting, **extras}`.
+      `{"curve": [...], "wall_clock_s": total including reporting, "scoring": scoring, **extras}`.
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not one of {METHODS}.")
+    check_scoring(scoring)
     should_stop = make_stopper(target_accuracy, max_samples, max_time_s, stop_at_target)
     start = time.perf_counter()
     if method == AUTOSIMULATE:
-        curve, extras = run_autosimulate(seed, should_stop, max_outer_iterations)
+        curve, extras = run_autosimulate(seed, should_stop, max_outer_iterations, scoring)
     else:
-        curve, extras = run_search_method(method, seed, should_stop)
-    return {"curve": curve, "wall_clock_s": time.perf_counter() - start, **extras}
+        curve, extras = run_search_method(method, seed, should_stop, scoring)
+    return {"curve": curve, "wall_clock_s": time.perf_counter() - start, "scoring": scoring, **extras}

@@ -8,6 +8,9 @@ import pytest
 
 from autosimulate_tf import configs
 from autosimulate_tf.comparison import report, run_comparison
+from autosimulate_tf.comparison.referee import Referee
+from autosimulate_tf.comparison.runners import run_method
+from autosimulate_tf.train.trainer import AutoSimulateTrainer
 
 COMPARE_FILES = [path for path in configs.shipped_gin_files() if os.path.basename(path).startswith("compare_")]
 M = 100  # samples per baseline evaluation
@@ -147,3 +150,61 @@ def test_costs_to_target_medians_and_censored_ratios():
     assert report.accuracy_at_evaluations(reference[:2], 2) == pytest.approx(0.775)
     assert report.accuracy_at_evaluations(reference, 0) is None
     assert report.accuracy_at_evaluations(slow, 2) == 0.5
+
+
+def test_referee_rescores_every_point_without_changing_any_method(tmp_path):
+    """scoring='referee': same trajectories and costs, accuracies from one fresh-model rule."""
+    gmm = [path for path in COMPARE_FILES if os.path.basename(path) == "compare_gmm.gin"]
+    tiny = [*TINY, "run_comparison.seeds = (0,)", "run_method.max_samples = 300"]
+    referee_budget = [
+        "referee/ScratchTrainingEvaluator.num_samples = 150",
+        "referee/ScratchTrainingEvaluator.num_steps = 30",
+    ]
+    runs = {}
+    for scoring in ("method", "referee"):
+        gin.clear_config()
+        configs.parse_gin(gmm, [*tiny, *referee_budget, f"run_method.scoring = '{scoring}'"])
+        comparison = run_comparison(root_dir=str(tmp_path / scoring))
+        assert comparison["scoring"] == scoring
+        runs[scoring] = json.loads((tmp_path / scoring / "runs.json").read_text())["runs"]
+
+    referee_scores = {}
+    for method, method_runs in runs["method"].items():
+        own, refereed = method_runs[0]["curve"], runs["referee"][method][0]["curve"]
+        assert len(own) == len(refereed)
+        for before, after in zip(own, refereed, strict=True):
+            # The referee is reporting only: the method moves, spends and scores itself exactly as before.
+            for key in ("samples", "objective_evaluations", "model_steps", "hvps", "psi"):
+                assert after[key] == before[key], (method, key)
+            assert after["method_val_accuracy"] == before["val_accuracy"]
+            assert after["method_test_accuracy"] == before["test_accuracy"]
+            # One rule for all: the same psi gets the same score, whichever method proposed it.
+            key = json.dumps(after["psi"], sort_keys=True)
+            referee_scores.setdefault(key, after["val_accuracy"])
+            assert after["val_accuracy"] == referee_scores[key], method
+    # LTS's first point is its policy mean before any update, the initial psi: the default's score.
+    default_point = runs["referee"]["default"][0]["curve"][0]
+    lts_first = runs["referee"]["learning_to_simulate"][0]["curve"][0]
+    assert lts_first["psi"] == default_point["psi"] and lts_first["val_accuracy"] == default_point["val_accuracy"]
+    assert len(referee_scores) > 3  # AutoSimulate, LTS and random search visited other psi
+    assert any(
+        point["val_accuracy"] != point["method_val_accuracy"]
+        for method_runs in runs["referee"].values()
+        for point in method_runs[0]["curve"]
+    )
+
+    # The score is a fresh model on that psi: re-derive one point with a new referee.
+    gin.clear_config()
+    configs.parse_gin(gmm, [*tiny, *referee_budget])
+    point = dict(runs["referee"]["autosimulate"][0]["curve"][-1])
+    expected = point["val_accuracy"]
+    referee = Referee(AutoSimulateTrainer(seed=0).problem(), seed=0)
+    assert referee.evaluator.num_samples == 150 and referee.evaluator.num_steps == 30
+    point["val_accuracy"] = point["test_accuracy"] = -1.0
+    referee.score(point)
+    assert point["val_accuracy"] == pytest.approx(expected)
+
+
+def test_unknown_scoring_is_refused():
+    with pytest.raises(ValueError, match=r"run_method\.scoring='best'"):
+        run_method("default", 0, 0.9, scoring="best")
