@@ -115,9 +115,19 @@ GRIDS = {
         "LearningToSimulate.policy_learning_rate": [0.05, 0.1, 0.2],
         "LearningToSimulate.initial_std": [0.5, 1.0],
     },
+    # Follow-up around the best point of the round above (lr 0.1, std 0.5).
+    "learning_to_simulate_referee_2": {
+        "LearningToSimulate.policy_learning_rate": [0.1, 0.15],
+        "LearningToSimulate.initial_std": [0.25, 0.5],
+    },
     "autosimulate_referee": {
         "outer/keras.optimizers.Adam.learning_rate": [0.2, 0.3, 0.5],
         "outer/keras.optimizers.Adam.epsilon": [0.03, 0.1],
+    },
+    # Follow-up at the edge of that round's best point (lr 0.5, epsilon 0.1).
+    "autosimulate_referee_2": {
+        "outer/keras.optimizers.Adam.learning_rate": [0.5, 0.7],
+        "outer/keras.optimizers.Adam.epsilon": [0.1, 0.3],
     },
 }
 

@@ -151,6 +151,10 @@ def format_table(summaries: dict, ratios: dict, target: float) -> str:
             return "not reached"
         return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
+    def show_ratio(value):
+        # None: no ratio (neither this method nor the reference reached the target).
+        return "n/a" if value is None else show(value)
+
     header = f"{'method':<22}{'reach':>7}{'samples->tgt':>14}{'time->tgt s':>12}{'evals->tgt':>11}{'final val':>11}{'final test':>11}{'x samples':>11}{'x time':>10}"
     lines = [f"Target validation accuracy {target}", header, "-" * len(header)]
     for method, summary in summaries.items():
@@ -170,7 +174,7 @@ def format_table(summaries: dict, ratios: dict, target: float) -> str:
         lines.append(
             f"{method:<22}{summary['fraction_reaching_target']:>7.2f}{samples_text:>14}{time_text:>12}{evals_text:>11}"
             f"{summary['final_val_accuracy']:>11.3f}{summary['final_test_accuracy']:>11.3f}"
-            f"{show(ratio.get('samples_to_target', '-')):>11}{show(ratio.get('time_to_target_s', '-')):>10}"
+            f"{show_ratio(ratio.get('samples_to_target', '-')):>11}{show_ratio(ratio.get('time_to_target_s', '-')):>10}"
         )
     return "\n".join(lines)
 

@@ -208,3 +208,11 @@ def test_referee_rescores_every_point_without_changing_any_method(tmp_path):
 def test_unknown_scoring_is_refused():
     with pytest.raises(ValueError, match=r"run_method\.scoring='best'"):
         run_method("default", 0, 0.9, scoring="best")
+
+
+def test_table_shows_missing_ratios_as_n_a_in_their_own_columns():
+    never = [curve([0.5] * 3)]
+    summaries = {name: report.summarize_method(never, 0.9) for name in ("reference", "other")}
+    ratios = report.ratios_to_reference(summaries, "reference")
+    row = report.format_table(summaries, ratios, 0.9).splitlines()[-1]
+    assert row.split()[-2:] == ["n/a", "n/a"], row
