@@ -86,13 +86,13 @@ def run_autosimulate(
 def run_search_method(method: str, seed: int, should_stop, scoring: str = "method") -> tuple[list[dict], dict]:
     """A baseline scored by scratch training on the gin-bound problem."""
     # The trainer is built only to read the shared problem definition from gin.
-    problem = AutoSimulateTrainer(seed=seed)
-    evaluator = ScratchTrainingEvaluator(**problem.problem())
-    should_stop = refereed(should_stop, problem.problem(), seed, scoring)
+    problem = AutoSimulateTrainer(seed=seed).problem()
+    evaluator = ScratchTrainingEvaluator(**problem)
+    should_stop = refereed(should_stop, problem, seed, scoring)
     runner = {"learning_to_simulate": LearningToSimulate, "random_search": RandomSearch, "default": UntunedDefault}[
         method
     ]
-    return runner().run(problem.simulator, evaluator, seed, should_stop), {}
+    return runner().run(problem["simulator"], evaluator, seed, should_stop), {}
 
 
 @gin.configurable
