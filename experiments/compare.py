@@ -6,6 +6,11 @@
 
 Writes comparison.json (medians over seeds, ratios to AutoSimulate), runs.json (every
 curve), table.txt and PNG plots into --root_dir.
+
+To use several cores, run one process per seed (`--gin_bindings="run_comparison.seeds = (0,)"`
+etc., each with its own --root_dir), then merge the finished folders:
+
+    python experiments/compare.py --root_dir=/tmp/compare --merge=/tmp/compare_0,/tmp/compare_1
 """
 
 from autosimulate_tf.comparison import launch

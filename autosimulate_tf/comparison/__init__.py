@@ -1,5 +1,5 @@
 """Side-by-side comparison of AutoSimulate with the baselines, under one accounting."""
 
-from autosimulate_tf.comparison.compare import run_comparison
+from autosimulate_tf.comparison.compare import merge_comparisons, run_comparison
 
-__all__ = ["run_comparison"]
+__all__ = ["merge_comparisons", "run_comparison"]

@@ -34,7 +34,7 @@ def run_comparison(
         raise ValueError("run_comparison.seeds must name at least one seed.")
     if not 0 < target_accuracy <= 1:
         raise ValueError(f"run_comparison.target_accuracy={target_accuracy} must be in (0, 1].")
-    os.makedirs(root_dir, exist_ok=True)
+    os.makedirs(root_dir, exist_ok=True)  # Before the runs: an unwritable folder fails now, not after them.
     runs = {method: [] for method in methods}
     for method in methods:
         for seed in seeds:
@@ -47,6 +47,24 @@ def run_comparison(
                 f"{run['curve'][-1]['samples']} samples, {run['curve'][-1]['time_s']:.1f}s",
                 flush=True,
             )
+    return write_comparison(root_dir, runs, list(seeds), target_accuracy, gin.operative_config_str())
+
+
+def write_comparison(root_dir: str, runs: dict, seeds: list, target_accuracy: float, operative_config: str) -> dict:
+    """Summarises finished runs: writes comparison.json, runs.json, table.txt and plots; prints the table.
+
+    Args:
+      root_dir: output folder.
+      runs: `{method: [run per seed]}`, each run as `run_method` returns it.
+      seeds: the seeds, in the order of every method's runs.
+      target_accuracy: validation accuracy that counts as reaching the target.
+      operative_config: recorded in comparison.json.
+
+    Returns:
+      The dict written to `comparison.json` (plus the plots' paths under "plots").
+    """
+    os.makedirs(root_dir, exist_ok=True)
+    methods = list(runs)
     summaries = {method: report.summarize_method(method_runs, target_accuracy) for method, method_runs in runs.items()}
     reference = AUTOSIMULATE if AUTOSIMULATE in summaries else methods[0]
     ratios = report.ratios_to_reference(summaries, reference)
@@ -63,19 +81,19 @@ def run_comparison(
         "target_accuracy": target_accuracy,
         # 'method' (each method's own score) or 'referee' (one fresh-model score for all; referee.py).
         "scoring": runs[methods[0]][0]["scoring"],
-        "seeds": list(seeds),
+        "seeds": seeds,
         "reference": reference,
         "methods": summaries,
         "ratios_to_reference": ratios,
         "accuracy_at_reference_evaluations": at_equal_evaluations,
         "samples_to_match_final": report.samples_to_match_final(runs, reference),
-        "operative_config": gin.operative_config_str(),
+        "operative_config": operative_config,
     }
     with open(os.path.join(root_dir, "comparison.json"), "w") as f:
         json.dump(comparison, f, indent=2)
     with open(os.path.join(root_dir, "runs.json"), "w") as f:
-        json.dump({"target_accuracy": target_accuracy, "seeds": list(seeds), "runs": runs}, f)
-    comparison["plots"] = report.write_plots(root_dir, runs, target_accuracy)
+        json.dump({"target_accuracy": target_accuracy, "seeds": seeds, "runs": runs}, f)
+    comparison["plots"] = report.write_plots(root_dir, runs, target_accuracy, comparison["scoring"])
     table = report.format_table(summaries, ratios, target_accuracy)
     with open(os.path.join(root_dir, "table.txt"), "w") as f:
         f.write(table + "\n")
@@ -91,3 +109,43 @@ def run_comparison(
             + (f" ({match['ratio']:.3g}x)" if match["ratio"] else "")
         )
     return comparison
+
+
+def merge_comparisons(root_dir: str, source_dirs: list[str]) -> dict:
+    """Merges comparisons of the same config run on disjoint seeds (e.g. one process per seed).
+
+    Each source folder must hold the `runs.json` and `comparison.json` of a `run_comparison`
+    with the same methods, target and scoring; their seeds must not overlap. Writes the
+    merged outputs to `root_dir`, as one run over all the seeds would have.
+    """
+    if len(source_dirs) < 2:
+        raise ValueError(f"Merging needs at least two comparison folders, got {source_dirs}.")
+    merged_runs, seeds, first = None, [], None
+    for source in source_dirs:
+        try:
+            with open(os.path.join(source, "runs.json")) as f:
+                runs_file = json.load(f)
+            with open(os.path.join(source, "comparison.json")) as f:
+                comparison = json.load(f)
+        except FileNotFoundError as error:
+            raise ValueError(f"{source} is not a finished comparison folder: {error}") from error
+        identity = (list(runs_file["runs"]), runs_file["target_accuracy"], comparison["scoring"])
+        if first is None:
+            first, merged_runs, operative_config = (
+                identity,
+                {m: [] for m in identity[0]},
+                comparison["operative_config"],
+            )
+        elif identity != first:
+            raise ValueError(
+                f"{source} ran (methods, target, scoring) = {identity}, but {source_dirs[0]} ran {first}: "
+                "only comparisons of the same configuration can be merged."
+            )
+        overlap = set(seeds) & set(runs_file["seeds"])
+        if overlap:
+            raise ValueError(f"{source} repeats seeds {sorted(overlap)} already merged from an earlier folder.")
+        seeds += runs_file["seeds"]
+        for method, method_runs in runs_file["runs"].items():
+            merged_runs[method] += method_runs
+    note = f"# Merged by merge_comparisons from: {', '.join(source_dirs)}\n# Operative config of the first:\n"
+    return write_comparison(root_dir, merged_runs, seeds, first[1], note + operative_config)

@@ -179,7 +179,7 @@ def format_table(summaries: dict, ratios: dict, target: float) -> str:
     return "\n".join(lines)
 
 
-def write_plots(root_dir: str, runs: dict, target: float) -> list[str]:
+def write_plots(root_dir: str, runs: dict, target: float, scoring: str = "method") -> list[str]:
     """PNG plots: accuracy vs samples, accuracy vs time, psi trajectories. Returns their paths."""
     import matplotlib
 
@@ -202,7 +202,11 @@ def write_plots(root_dir: str, runs: dict, target: float) -> list[str]:
         axes.axhline(target, color="gray", linestyle="--", linewidth=1, label=f"target {target}")
         axes.set_xscale("log")
         axes.set_xlabel(label + " (log scale)")
-        axes.set_ylabel("validation accuracy (best so far for search methods)")
+        axes.set_ylabel(
+            "validation accuracy (referee)"
+            if scoring == "referee"
+            else "validation accuracy (best so far for search methods)"
+        )
         axes.legend(fontsize=8)
         figure.tight_layout()
         path = os.path.join(root_dir, name)
@@ -232,7 +236,8 @@ def write_plots(root_dir: str, runs: dict, target: float) -> list[str]:
     axes.set_xscale("log")
     axes.set_xlabel("simulated samples (log scale)")
     axes.set_ylabel("psi components (constrained; first seed)")
-    axes.legend(fontsize=7)
+    if axes.get_legend_handles_labels()[0]:  # A simulator without psi components has nothing to label.
+        axes.legend(fontsize=7)
     figure.tight_layout()
     path = os.path.join(root_dir, "psi_trajectories.png")
     figure.savefig(path, dpi=110)

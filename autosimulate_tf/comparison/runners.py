@@ -29,25 +29,28 @@ def make_stopper(target_accuracy: float, max_samples: int, max_time_s: float, st
     return should_stop
 
 
-def refereed(should_stop, problem: dict, seed: int, scoring: str):
-    """`should_stop` that first rescores the newest curve point by a `Referee` (scoring='referee').
+def refereed(should_stop, problem: dict, seed: int, scoring: str, every_samples: int = 0):
+    """`(should_stop, finish)`: rescoring by a `Referee` when scoring='referee'.
 
-    Every method calls `should_stop` once after each new point, so this rescores each point
-    exactly once, outside the method's timers, before the stopping rule reads it.
+    The returned `should_stop` first rescores the newest curve point. Every method calls
+    `should_stop` once after each new point, so each point is rescored once, outside the
+    method's timers, before the stopping rule reads it. `finish(curve)` must be called on
+    the finished curve: it freshens a last point that `every_samples` left carrying an
+    older score.
     """
     if scoring == "method":
-        return should_stop
-    referee = Referee(problem, seed)
+        return should_stop, lambda curve: None
+    referee = Referee(problem, seed, every_samples)
 
     def score_then_stop(curve) -> bool:
         referee.score(curve[-1])
         return should_stop(curve)
 
-    return score_then_stop
+    return score_then_stop, referee.finish
 
 
 def run_autosimulate(
-    seed: int, should_stop, max_outer_iterations: int, scoring: str = "method"
+    seed: int, should_stop, max_outer_iterations: int, scoring: str = "method", referee_every_samples: int = 0
 ) -> tuple[list[dict], dict]:
     """AutoSimulate from the gin-bound trainer; one curve point per outer iteration.
 
@@ -56,7 +59,7 @@ def run_autosimulate(
       spent after inner training (the hypergradient overhead).
     """
     trainer = AutoSimulateTrainer(seed=seed)
-    should_stop = refereed(should_stop, trainer.problem(), seed, scoring)
+    should_stop, finish = refereed(should_stop, trainer.problem(), seed, scoring, referee_every_samples)
     curve, overheads = [], []
     for _ in range(max_outer_iterations):
         metrics = trainer.step()
@@ -79,20 +82,25 @@ def run_autosimulate(
         )
         if should_stop(curve):
             break
+    finish(curve)
     overheads.sort()
     return curve, {"hypergradient_overhead_fraction": overheads[len(overheads) // 2]}
 
 
-def run_search_method(method: str, seed: int, should_stop, scoring: str = "method") -> tuple[list[dict], dict]:
+def run_search_method(
+    method: str, seed: int, should_stop, scoring: str = "method", referee_every_samples: int = 0
+) -> tuple[list[dict], dict]:
     """A baseline scored by scratch training on the gin-bound problem."""
     # The trainer is built only to read the shared problem definition from gin.
     problem = AutoSimulateTrainer(seed=seed).problem()
     evaluator = ScratchTrainingEvaluator(**problem)
-    should_stop = refereed(should_stop, problem, seed, scoring)
+    should_stop, finish = refereed(should_stop, problem, seed, scoring, referee_every_samples)
     runner = {"learning_to_simulate": LearningToSimulate, "random_search": RandomSearch, "default": UntunedDefault}[
         method
     ]
-    return runner().run(problem["simulator"], evaluator, seed, should_stop), {}
+    curve = runner().run(problem["simulator"], evaluator, seed, should_stop)
+    finish(curve)
+    return curve, {}
 
 
 @gin.configurable
@@ -105,6 +113,7 @@ def run_method(
     max_outer_iterations: int = 200,
     stop_at_target: bool = False,
     scoring: str = "method",
+    referee_every_samples: int = 0,
 ) -> dict:
     """Runs one method with one seed under the shared budget.
 
@@ -121,6 +130,9 @@ def run_method(
         `"referee"`: every point rescored by a fresh model on the psi the method would
         return (`comparison/referee.py`; budget `referee/ScratchTrainingEvaluator.*`).
         Targets, stopping and summaries then follow the referee's score.
+      referee_every_samples: with the referee, rescore a point only after this many more
+        simulated samples than the last rescored one (0: every point); the points between
+        carry the last score, and a run's last point is always rescored.
 
     Returns:
       `{"curve": [...], "wall_clock_s": total including reporting, "scoring": scoring, **extras}`.
@@ -128,10 +140,15 @@ def run_method(
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not one of {METHODS}.")
     check_scoring(scoring)
+    if referee_every_samples and scoring != "referee":
+        raise ValueError(
+            f"run_method.referee_every_samples={referee_every_samples} needs run_method.scoring = 'referee' "
+            f"(scoring is {scoring!r})."
+        )
     should_stop = make_stopper(target_accuracy, max_samples, max_time_s, stop_at_target)
     start = time.perf_counter()
     if method == AUTOSIMULATE:
-        curve, extras = run_autosimulate(seed, should_stop, max_outer_iterations, scoring)
+        curve, extras = run_autosimulate(seed, should_stop, max_outer_iterations, scoring, referee_every_samples)
     else:
-        curve, extras = run_search_method(method, seed, should_stop, scoring)
+        curve, extras = run_search_method(method, seed, should_stop, scoring, referee_every_samples)
     return {"curve": curve, "wall_clock_s": time.perf_counter() - start, "scoring": scoring, **extras}

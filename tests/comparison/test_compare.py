@@ -7,7 +7,7 @@ import gin
 import pytest
 
 from autosimulate_tf import configs
-from autosimulate_tf.comparison import report, run_comparison
+from autosimulate_tf.comparison import merge_comparisons, report, run_comparison
 from autosimulate_tf.comparison.referee import Referee
 from autosimulate_tf.comparison.runners import run_method
 from autosimulate_tf.train.trainer import AutoSimulateTrainer
@@ -31,6 +31,9 @@ TINY = [
     "train_autosimulate.final_training = False",
     "train_autosimulate.real_data_reference = False",
     "SlowRenderSimulator.work_ms = 0.5",  # compare_gmm_render_cost.gin: keep the timed suite short
+    # The *_referee.gin configs: a referee as small as a baseline evaluation.
+    f"referee/ScratchTrainingEvaluator.num_samples = {M}",
+    f"referee/ScratchTrainingEvaluator.num_steps = {STEPS}",
 ]
 
 
@@ -95,6 +98,12 @@ def test_tiny_comparison_writes_consistent_accounting(gin_path, tmp_path):
             assert accuracies == sorted(accuracies)
     for run in runs["default"]:
         assert len(run["curve"]) == 1 and run["curve"][0]["samples"] == M
+    if on_disk["scoring"] == "referee":
+        # Every point says which point's psi its score came from; a run's final score is its own.
+        for method_runs in runs.values():
+            for run in method_runs:
+                assert all(p["referee_samples"] <= p["samples"] for p in run["curve"])
+                assert run["curve"][-1]["referee_samples"] == run["curve"][-1]["samples"]
 
     for name in ("accuracy_vs_samples.png", "accuracy_vs_time.png", "psi_trajectories.png"):
         assert (tmp_path / name).stat().st_size > 1000
@@ -204,6 +213,75 @@ def test_referee_rescores_every_point_without_changing_any_method(tmp_path):
     point["val_accuracy"] = point["test_accuracy"] = -1.0
     referee.score(point)
     assert point["val_accuracy"] == pytest.approx(expected)
+
+
+def test_referee_every_samples_thins_rescoring_and_keeps_the_last_point_fresh(monkeypatch):
+    """Points between rescorings carry the last score; crossings are seen at rescored points only."""
+    gmm = [path for path in COMPARE_FILES if os.path.basename(path) == "compare_gmm.gin"]
+    gin.clear_config()
+    configs.parse_gin(gmm, TINY)
+    referee = Referee(AutoSimulateTrainer(seed=0).problem(), seed=0, every_samples=100)
+    scored = []
+
+    def fake_evaluate(psi):  # Stands in for the fresh-model training; records which psi it saw.
+        scored.append(psi["step"])
+        return {"val_accuracy": psi["step"] / 10, "test_accuracy": psi["step"] / 20}
+
+    monkeypatch.setattr(referee, "_evaluate", fake_evaluate)
+    curve = []
+    for step, samples in enumerate([40, 80, 120, 160, 200, 240, 280, 310]):
+        curve.append({"samples": samples, "psi": {"step": step}, "val_accuracy": 0.0, "test_accuracy": 0.0})
+        referee.score(curve[-1])
+    # Rescored at 40, then once >= 100 more samples had been simulated: 160, 280.
+    assert scored == [0, 3, 6]
+    assert [point["referee_samples"] for point in curve] == [40, 40, 40, 160, 160, 160, 280, 280]
+    assert [point["val_accuracy"] for point in curve] == [0.0, 0.0, 0.0, 0.3, 0.3, 0.3, 0.6, 0.6]
+    assert all(point["method_val_accuracy"] == 0.0 for point in curve)
+    referee.finish(curve)  # The last point carried 280's score: it is rescored on its own psi.
+    assert scored == [0, 3, 6, 7]
+    assert curve[-1]["val_accuracy"] == 0.7 and curve[-1]["referee_samples"] == 310
+    referee.finish(curve)  # Already fresh: nothing more.
+    assert scored == [0, 3, 6, 7]
+
+    with pytest.raises(ValueError, match=r"referee_every_samples=-1"):
+        Referee(AutoSimulateTrainer(seed=0).problem(), seed=0, every_samples=-1)
+    with pytest.raises(ValueError, match=r"referee_every_samples=100 needs run_method\.scoring = 'referee'"):
+        run_method("default", 0, 0.9, referee_every_samples=100)
+
+
+def test_merging_per_seed_folders_equals_one_run_over_all_seeds(tmp_path):
+    """One process per seed, then --merge: the same summaries as one run over every seed."""
+    from autosimulate_tf.comparison.compare import write_comparison
+
+    def run(values, seed):
+        return {**curve(values, samples_per_point=100 + seed), "scoring": "method", "wall_clock_s": 1.0}
+
+    per_seed = {
+        0: {"autosimulate": run([0.5, 0.95], 0), "learning_to_simulate": run([0.5] * 8 + [0.92], 0)},
+        1: {"autosimulate": run([0.91], 1), "learning_to_simulate": run([0.5] * 20, 1)},
+        2: {"autosimulate": run([0.5, 0.6, 0.93], 2), "learning_to_simulate": run([0.5] * 4 + [0.97], 2)},
+    }
+    folders = []
+    for seed, runs in per_seed.items():
+        folders.append(str(tmp_path / f"seed{seed}"))
+        write_comparison(folders[-1], {m: [r] for m, r in runs.items()}, [seed], 0.9, f"config {seed}")
+    merged = merge_comparisons(str(tmp_path / "merged"), folders)
+    together = {m: [per_seed[seed][m] for seed in per_seed] for m in per_seed[0]}
+    whole = write_comparison(str(tmp_path / "whole"), together, [0, 1, 2], 0.9, "config 0")
+    for key in ("seeds", "methods", "ratios_to_reference", "samples_to_match_final", "scoring"):
+        assert merged[key] == whole[key], key
+    assert merged["methods"]["learning_to_simulate"]["samples_to_target"] == 900  # seeds: 900, never, 510
+    assert merged["operative_config"].endswith("config 0")
+    on_disk = json.loads((tmp_path / "merged" / "runs.json").read_text())
+    assert on_disk["seeds"] == [0, 1, 2] and len(on_disk["runs"]["autosimulate"]) == 3
+
+    with pytest.raises(ValueError, match="repeats seeds"):
+        merge_comparisons(str(tmp_path / "again"), [folders[0], folders[0]])
+    write_comparison(str(tmp_path / "other"), {"autosimulate": [per_seed[1]["autosimulate"]]}, [1], 0.9, "")
+    with pytest.raises(ValueError, match="same configuration"):
+        merge_comparisons(str(tmp_path / "again"), [folders[0], str(tmp_path / "other")])
+    with pytest.raises(ValueError, match="not a finished comparison folder"):
+        merge_comparisons(str(tmp_path / "again"), [folders[0], str(tmp_path / "missing")])
 
 
 def test_unknown_scoring_is_refused():
