@@ -27,12 +27,16 @@ setup(
     extras_require={
         # Optional render backend: render_latents.backend = @RayBackend().
         "ray": ["ray>=2.40,<3"],
-        # CI exercises the Ray backend too (a local instance adds ~30 s to the tests on 2 cores).
-        "test": ["pytest>=8", "ruff>=0.15", "ray>=2.40,<3"],
+        # Optional baseline: run_comparison.methods may include 'bayesian_optimization' (Optuna's TPE).
+        "bo": ["optuna>=4.5,<5"],
+        # CI exercises the optional Ray backend (a local instance adds ~30 s to the tests on 2 cores)
+        # and the optional Bayesian-optimisation baseline too.
+        "test": ["pytest>=8", "ruff>=0.15", "ray>=2.40,<3", "optuna>=4.5,<5"],
     },
     entry_points={
         "console_scripts": [
             "autosimulate-train=autosimulate_tf.train.launch:run",
+            "autosimulate-compare=autosimulate_tf.comparison.launch:run",
         ]
     },
 )

@@ -6,13 +6,13 @@ import os
 import gin
 
 from autosimulate_tf.comparison import report
-from autosimulate_tf.comparison.runners import AUTOSIMULATE, METHODS, run_method
+from autosimulate_tf.comparison.runners import AUTOSIMULATE, DEFAULT_METHODS, METHODS, run_method
 
 
 @gin.configurable
 def run_comparison(
     root_dir: str,
-    methods=METHODS,
+    methods=DEFAULT_METHODS,
     seeds=(0, 1, 2),
     target_accuracy: float = gin.REQUIRED,
 ) -> dict:
@@ -20,7 +20,8 @@ def run_comparison(
 
     Args:
       root_dir: output folder for `comparison.json`, `runs.json` (full curves) and PNG plots.
-      methods: subset of `("autosimulate", "learning_to_simulate", "random_search", "default")`.
+      methods: subset of `("autosimulate", "learning_to_simulate", "random_search", "default",
+        "bayesian_optimization")`; the last needs optuna (`pip install -e '.[bo]'`).
       seeds: run seeds.
       target_accuracy: validation accuracy that counts as reaching the target.
 

@@ -9,12 +9,27 @@ import time
 
 import gin
 
-from autosimulate_tf.baselines import LearningToSimulate, RandomSearch, ScratchTrainingEvaluator, UntunedDefault
+from autosimulate_tf.baselines import (
+    BayesianOptimization,
+    LearningToSimulate,
+    RandomSearch,
+    ScratchTrainingEvaluator,
+    UntunedDefault,
+)
 from autosimulate_tf.comparison.referee import Referee, check_scoring
 from autosimulate_tf.train.trainer import AutoSimulateTrainer
 
 AUTOSIMULATE = "autosimulate"
-METHODS = (AUTOSIMULATE, "learning_to_simulate", "random_search", "default")
+# What `run_comparison` runs unless told otherwise.
+DEFAULT_METHODS = (AUTOSIMULATE, "learning_to_simulate", "random_search", "default")
+# Every method it can run; Bayesian optimisation needs the optional optuna (`.[bo]`).
+METHODS = (*DEFAULT_METHODS, "bayesian_optimization")
+SEARCH_METHODS = {
+    "learning_to_simulate": LearningToSimulate,
+    "random_search": RandomSearch,
+    "bayesian_optimization": BayesianOptimization,
+    "default": UntunedDefault,
+}
 
 
 def make_stopper(target_accuracy: float, max_samples: int, max_time_s: float, stop_at_target: bool):
@@ -95,10 +110,7 @@ def run_search_method(
     problem = AutoSimulateTrainer(seed=seed).problem()
     evaluator = ScratchTrainingEvaluator(**problem)
     should_stop, finish = refereed(should_stop, problem, seed, scoring, referee_every_samples)
-    runner = {"learning_to_simulate": LearningToSimulate, "random_search": RandomSearch, "default": UntunedDefault}[
-        method
-    ]
-    curve = runner().run(problem["simulator"], evaluator, seed, should_stop)
+    curve = SEARCH_METHODS[method]().run(problem["simulator"], evaluator, seed, should_stop)
     finish(curve)
     return curve, {}
 

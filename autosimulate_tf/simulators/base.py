@@ -179,21 +179,22 @@ class Simulator(tf.Module):
                 raise KeyError(f"Unknown simulator parameter {name!r}; known: {self.parameter_names}.")
             self._variables[name].assign(self._bijectors[name].inverse(tf.convert_to_tensor(value, tf.float32)))
 
-    def random_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """A uniformly random psi inside the search box (for random search).
+    def search_space(self) -> dict[str, tuple]:
+        """The search box of random search and Bayesian optimisation, by component.
 
-        Components on the simplex (SoftmaxCentered bijector) are drawn from a flat
-        Dirichlet; others uniformly inside their `bounds`. Override for a custom
-        search space.
+        Returns:
+          `{name: (kind, shape, low, high)}`: kind "simplex" for components on the simplex
+          (SoftmaxCentered bijector; low/high are None), else "box" with the component's
+          constrained `bounds`.
 
         Raises:
-          ValueError: when a component has no bounds (naming it).
+          ValueError: when a non-simplex component has no bounds (naming it).
         """
-        values = {}
+        space = {}
         for name in self._variables:
-            shape = self.parameter(name).shape
+            shape = tuple(self.parameter(name).shape)
             if isinstance(self._bijectors[name], tfb.SoftmaxCentered):
-                values[name] = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]).astype(np.float32)
+                space[name] = ("simplex", shape, None, None)
                 continue
             if name not in self._bounds:
                 raise ValueError(
@@ -201,7 +202,25 @@ class Simulator(tf.Module):
                     "to make it searchable."
                 )
             low, high = self._bounds[name]
-            values[name] = rng.uniform(low, high, size=shape).astype(np.float32)
+            space[name] = ("box", shape, float(low), float(high))
+        return space
+
+    def random_parameters(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """A uniformly random psi inside `search_space()` (for random search).
+
+        Components on the simplex are drawn from a flat Dirichlet; others uniformly inside
+        their `bounds`. Override for a custom search space (Bayesian optimisation then
+        refuses the simulator, as it cannot read that space).
+
+        Raises:
+          ValueError: when a component has no bounds (naming it).
+        """
+        values = {}
+        for name, (kind, shape, low, high) in self.search_space().items():
+            if kind == "simplex":
+                values[name] = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]).astype(np.float32)
+            else:
+                values[name] = rng.uniform(low, high, size=shape).astype(np.float32)
         return values
 
     def unconstrained_vector(self) -> np.ndarray:
