@@ -112,12 +112,19 @@ def write_comparison(root_dir: str, runs: dict, seeds: list, target_accuracy: fl
     return comparison
 
 
+def _settings_besides_seeds(operative_config: str) -> list[str]:
+    """The gin binding lines of an operative config, without comments and `run_comparison.seeds`."""
+    lines = [line.strip() for line in operative_config.splitlines()]
+    return [line for line in lines if line and not line.startswith(("#", "run_comparison.seeds"))]
+
+
 def merge_comparisons(root_dir: str, source_dirs: list[str]) -> dict:
     """Merges comparisons of the same config run on disjoint seeds (e.g. one process per seed).
 
     Each source folder must hold the `runs.json` and `comparison.json` of a `run_comparison`
-    with the same methods, target and scoring; their seeds must not overlap. Writes the
-    merged outputs to `root_dir`, as one run over all the seeds would have.
+    with the same methods, target, scoring and gin settings (all but `run_comparison.seeds`);
+    their seeds must not overlap. Writes the merged outputs to `root_dir`, as one run over
+    all the seeds would have.
     """
     if len(source_dirs) < 2:
         raise ValueError(f"Merging needs at least two comparison folders, got {source_dirs}.")
@@ -131,16 +138,24 @@ def merge_comparisons(root_dir: str, source_dirs: list[str]) -> dict:
         except FileNotFoundError as error:
             raise ValueError(f"{source} is not a finished comparison folder: {error}") from error
         identity = (list(runs_file["runs"]), runs_file["target_accuracy"], comparison["scoring"])
+        settings = _settings_besides_seeds(comparison["operative_config"])
         if first is None:
             first, merged_runs, operative_config = (
                 identity,
                 {m: [] for m in identity[0]},
                 comparison["operative_config"],
             )
+            first_settings = settings
         elif identity != first:
             raise ValueError(
                 f"{source} ran (methods, target, scoring) = {identity}, but {source_dirs[0]} ran {first}: "
                 "only comparisons of the same configuration can be merged."
+            )
+        elif settings != first_settings:
+            differing = sorted(set(settings) ^ set(first_settings))
+            raise ValueError(
+                f"{source} and {source_dirs[0]} ran with different gin settings (besides the seeds): "
+                f"{differing[:6]}; only comparisons of the same configuration can be merged."
             )
         overlap = set(seeds) & set(runs_file["seeds"])
         if overlap:

@@ -268,14 +268,15 @@ def test_merging_per_seed_folders_equals_one_run_over_all_seeds(tmp_path):
     folders = []
     for seed, runs in per_seed.items():
         folders.append(str(tmp_path / f"seed{seed}"))
-        write_comparison(folders[-1], {m: [r] for m, r in runs.items()}, [seed], 0.9, f"config {seed}")
+        config = f"# Parameters for run_comparison:\nrun_comparison.seeds = ({seed},)\nrun_method.max_samples = 400\n"
+        write_comparison(folders[-1], {m: [r] for m, r in runs.items()}, [seed], 0.9, config)
     merged = merge_comparisons(str(tmp_path / "merged"), folders)
     together = {m: [per_seed[seed][m] for seed in per_seed] for m in per_seed[0]}
-    whole = write_comparison(str(tmp_path / "whole"), together, [0, 1, 2], 0.9, "config 0")
+    whole = write_comparison(str(tmp_path / "whole"), together, [0, 1, 2], 0.9, "")
     for key in ("seeds", "methods", "ratios_to_reference", "samples_to_match_final", "scoring"):
         assert merged[key] == whole[key], key
     assert merged["methods"]["learning_to_simulate"]["samples_to_target"] == 900  # seeds: 900, never, 510
-    assert merged["operative_config"].endswith("config 0")
+    assert merged["operative_config"].endswith("run_method.max_samples = 400\n")
     on_disk = json.loads((tmp_path / "merged" / "runs.json").read_text())
     assert on_disk["seeds"] == [0, 1, 2] and len(on_disk["runs"]["autosimulate"]) == 3
 
@@ -284,6 +285,11 @@ def test_merging_per_seed_folders_equals_one_run_over_all_seeds(tmp_path):
     write_comparison(str(tmp_path / "other"), {"autosimulate": [per_seed[1]["autosimulate"]]}, [1], 0.9, "")
     with pytest.raises(ValueError, match="same configuration"):
         merge_comparisons(str(tmp_path / "again"), [folders[0], str(tmp_path / "other")])
+    # Same methods and target but another budget: not the same experiment either.
+    runs = {m: [r] for m, r in per_seed[1].items()}
+    write_comparison(str(tmp_path / "budget"), runs, [1], 0.9, "run_method.max_samples = 800\n")
+    with pytest.raises(ValueError, match=r"different gin settings .*run_method\.max_samples = 800"):
+        merge_comparisons(str(tmp_path / "again"), [folders[0], str(tmp_path / "budget")])
     with pytest.raises(ValueError, match="not a finished comparison folder"):
         merge_comparisons(str(tmp_path / "again"), [folders[0], str(tmp_path / "missing")])
 
