@@ -24,7 +24,7 @@ import warnings
 import gin
 import numpy as np
 
-from autosimulate_tf.baselines.curve import add_evaluation, curve_point, new_totals
+from autosimulate_tf.baselines.curve import add_evaluation, best_so_far, curve_point, new_totals
 from autosimulate_tf.baselines.scratch_training import evaluation_seed
 from autosimulate_tf.simulators.base import Simulator, WrappingSimulator
 
@@ -125,8 +125,7 @@ class BayesianOptimization:
             sampler_s += time.perf_counter() - start
             add_evaluation(totals, evaluation)
             totals["time_s"] += sampler_s
-            if best is None or evaluation["val_accuracy"] > best["val_accuracy"]:
-                best = dict(evaluation, psi=simulator.constrained_parameters_as_lists())
+            best = best_so_far(best, evaluation, simulator)
             curve.append(curve_point(totals, best, best["psi"], sampler_s=sampler_s))
             if should_stop(curve):
                 return curve

@@ -14,6 +14,16 @@ def add_evaluation(totals: dict, evaluation: dict) -> None:
     totals["evaluations"] += 1
 
 
+def best_so_far(best: dict | None, evaluation: dict, simulator) -> dict:
+    """`best`, or `evaluation` with the simulator's current psi when it scores higher.
+
+    The search baselines report the best evaluation so far; its psi is what they would hand on.
+    """
+    if best is None or evaluation["val_accuracy"] > best["val_accuracy"]:
+        return dict(evaluation, psi=simulator.constrained_parameters_as_lists())
+    return best
+
+
 def curve_point(totals: dict, best: dict, psi: dict, **extra) -> dict:
     """A curve point: cumulative costs and the best-so-far validation/test accuracy.
 

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from autosimulate_tf.baselines.curve import add_evaluation, curve_point, new_totals
+from autosimulate_tf.baselines.curve import add_evaluation, best_so_far, curve_point, new_totals
 from autosimulate_tf.baselines.scratch_training import evaluation_seed, reward_from
 
 
@@ -90,10 +90,9 @@ class LearningToSimulate:
                 evaluation = evaluator.evaluate(evaluation_seed(seed, totals["evaluations"]))
                 rewards.append(reward_from(evaluation, self.reward))
                 add_evaluation(totals, evaluation)
-                if best is None or evaluation["val_accuracy"] > best["val_accuracy"]:
-                    best = dict(evaluation, psi=simulator.constrained_parameters_as_lists())
-                    if evaluator.fine_tune:
-                        evaluator.keep_weights()
+                previous_best, best = best, best_so_far(best, evaluation, simulator)
+                if best is not previous_best and evaluator.fine_tune:
+                    evaluator.keep_weights()
                 simulator.set_unconstrained_vector(mean.numpy())
                 policy_std = float(np.exp(log_std.numpy()).mean())
                 curve.append(

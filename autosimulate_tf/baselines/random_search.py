@@ -12,7 +12,7 @@ gets without tuning.
 import gin
 import numpy as np
 
-from autosimulate_tf.baselines.curve import add_evaluation, curve_point, new_totals
+from autosimulate_tf.baselines.curve import add_evaluation, best_so_far, curve_point, new_totals
 from autosimulate_tf.baselines.scratch_training import evaluation_seed
 
 
@@ -28,8 +28,7 @@ class RandomSearch:
             simulator.set_constrained_parameters(simulator.random_parameters(rng))
             evaluation = evaluator.evaluate(evaluation_seed(seed, totals["evaluations"]))
             add_evaluation(totals, evaluation)
-            if best is None or evaluation["val_accuracy"] > best["val_accuracy"]:
-                best = dict(evaluation, psi=simulator.constrained_parameters_as_lists())
+            best = best_so_far(best, evaluation, simulator)
             curve.append(curve_point(totals, best, best["psi"]))
             if should_stop(curve):
                 return curve
