@@ -3,11 +3,15 @@
 import contextlib
 import logging
 import os
+import sys
+import textwrap
 
 import gin
 
+from autosimulate_tf.errors import ConfigError
+
 # Importing these registers every configurable that shipped gin files name.
-from autosimulate_tf import baselines, comparison, data, hypergrad, models, simulators, train  # noqa: F401
+from autosimulate_tf import baselines, comparison, data, hypergrad, models, problem, simulators, train  # noqa: F401
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -80,3 +84,33 @@ def resolve_gin_file(name: str, search_paths=()) -> str:
         if os.path.isfile(candidate):
             return candidate
     raise FileNotFoundError(f"gin file {name!r} not found in the working directory or in {folders}.")
+
+
+# What gin raises while parsing files and bindings: unknown configurables or parameters
+# (ValueError), syntax errors (SyntaxError), missing files or imports.
+GIN_PARSE_ERRORS = (ValueError, KeyError, SyntaxError, FileNotFoundError, ImportError)
+
+
+def is_config_error(error: BaseException) -> bool:
+    """True for a bad setting: a `ConfigError`, or gin's missing-required-binding error.
+
+    Anything else raised during a run is a runtime failure and keeps its traceback.
+    """
+    if isinstance(error, ConfigError):
+        return True
+    return isinstance(error, RuntimeError) and "Required bindings" in str(error) and "not provided" in str(error)
+
+
+def exit_for_config_error(error: BaseException, what: str = "Configuration error") -> None:
+    """Prints `error` as one paragraph on stderr and exits with status 2 (no traceback)."""
+    message = " ".join(str(error).split())
+    print(textwrap.fill(f"{what}: {message}", width=100), file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_gin_or_exit(gin_files=(), gin_bindings=(), search_paths=()) -> None:
+    """`parse_gin`, exiting with status 2 and a one-paragraph message when gin rejects the config."""
+    try:
+        parse_gin(gin_files, gin_bindings, search_paths)
+    except GIN_PARSE_ERRORS as error:
+        exit_for_config_error(error, "Bad gin configuration")

@@ -2,7 +2,7 @@
 
 Every check of a gin binding, a constructor argument or an initial value raises
 `ConfigError` with a message that names the offending setting (for example
-`AutoSimulateTrainer.damping=-1 must be >= 0.`). The launchers turn it, and gin's own
+`HypergradientEstimator.damping=-1 must be >= 0.`). The launchers turn it, and gin's own
 configuration errors, into exit status 2 with that one message; anything else raised
 during a run keeps its traceback.
 

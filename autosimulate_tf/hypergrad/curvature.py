@@ -14,26 +14,26 @@ GAUSS_NEWTON = "gauss_newton"
 CURVATURES = (HESSIAN, GAUSS_NEWTON)
 
 
-def hessian_vector_product(objective, weights, inputs, labels, vector) -> list[tf.Tensor]:
+def hessian_vector_product(objective, theta, inputs, labels, vector) -> list[tf.Tensor]:
     """`H v` for the Hessian of `L_train` by forward-over-reverse differentiation.
 
     Args:
       objective: a `TaskObjective`.
-      weights: list of weight tensors (the point theta).
+      theta: the model weights, a list of tensors.
       inputs: generated inputs `D_t`.
       labels: generated labels.
-      vector: list of tensors shaped like `weights`.
+      vector: list of tensors shaped like `theta`.
 
     Returns:
-      `H v`, shaped like `weights`.
+      `H v`, shaped like `theta`.
     """
-    weights = list(weights)
-    with tf.autodiff.ForwardAccumulator(weights, list(vector)) as tangent:
-        gradient = objective.gradient(objective.train_loss, weights, inputs, labels)
+    theta = list(theta)
+    with tf.autodiff.ForwardAccumulator(theta, list(vector)) as tangent:
+        gradient = objective.gradient(objective.train_loss, theta, inputs, labels)
     return [tangent.jvp(g) for g in gradient]
 
 
-def gauss_newton_vector_product(objective, weights, inputs, labels, vector) -> list[tf.Tensor]:
+def gauss_newton_vector_product(objective, theta, inputs, labels, vector) -> list[tf.Tensor]:
     """`G v` with `G = J^T H_l J / n + weight_decay I` (generalised Gauss-Newton).
 
     `J` is the Jacobian of the model outputs in the weights and `H_l` the Hessian of
@@ -43,14 +43,14 @@ def gauss_newton_vector_product(objective, weights, inputs, labels, vector) -> l
     Args: as in `hessian_vector_product`.
 
     Returns:
-      `G v`, shaped like `weights`.
+      `G v`, shaped like `theta`.
     """
-    weights = list(weights)
+    theta = list(theta)
     vector = list(vector)
     with tf.GradientTape() as transpose_tape:
-        transpose_tape.watch(weights)
-        with tf.autodiff.ForwardAccumulator(weights, vector) as tangent:
-            outputs = objective.outputs(weights, inputs)
+        transpose_tape.watch(theta)
+        with tf.autodiff.ForwardAccumulator(theta, vector) as tangent:
+            outputs = objective.outputs(theta, inputs)
         jacobian_vector = tangent.jvp(outputs)
         loss_curvature = tf.stop_gradient(
             losses.output_hessian_vector_product(objective.loss, outputs, jacobian_vector)
@@ -58,18 +58,18 @@ def gauss_newton_vector_product(objective, weights, inputs, labels, vector) -> l
         # d/dtheta sum(outputs * u) = J^T u: the reverse pass applies J^T to H_l J v.
         count = tf.cast(tf.shape(outputs)[0], outputs.dtype)
         pairing = tf.reduce_sum(outputs * loss_curvature) / count
-    product = transpose_tape.gradient(pairing, weights)
+    product = transpose_tape.gradient(pairing, theta)
     return tree_math.axpy(objective.weight_decay, vector, product)
 
 
-def make_damped_matvec(objective, weights, inputs, labels, curvature: str, damping: float):
-    """Returns `v -> (C + damping I) v` for curvature `C` at `weights` on `(inputs, labels)`.
+def make_damped_matvec(objective, theta, inputs, labels, curvature: str, damping: float):
+    """Returns `v -> (C + damping I) v` for curvature `C` at `theta` on `(inputs, labels)`.
 
     Data-parallel over `objective.sharding`'s replicas when there are several.
 
     Args:
       objective: a `TaskObjective`.
-      weights: the point theta.
+      theta: the model weights.
       inputs: generated inputs.
       labels: generated labels.
       curvature: `"hessian"` or `"gauss_newton"`.
@@ -87,7 +87,7 @@ def make_damped_matvec(objective, weights, inputs, labels, curvature: str, dampi
     def matvec(vector):
         # Curvature of a mean loss is the shard-size-weighted sum of the shards' curvatures.
         curvature_vector = objective.sharding.weighted_mean(
-            lambda shard_inputs, shard_labels: product(objective, weights, shard_inputs, shard_labels, vector),
+            lambda shard_inputs, shard_labels: product(objective, theta, shard_inputs, shard_labels, vector),
             [inputs, labels],
         )
         return tree_math.axpy(damping, vector, curvature_vector)

@@ -15,12 +15,14 @@ is estimated by the gradient of the surrogate
 
 import tensorflow as tf
 
+from autosimulate_tf.errors import ConfigError
+
 LEAVE_ONE_OUT = "leave_one_out"
 NO_BASELINE = "none"
 BASELINES = (LEAVE_ONE_OUT, NO_BASELINE)
 
 
-def influence_weights(objective, weights, inputs, labels, direction) -> tf.Tensor:
+def influence_weights(objective, theta, inputs, labels, z) -> tf.Tensor:
     """All `w_i = grad_theta l_i . z` at once, from one forward-mode JVP.
 
     The JVP of the vector of per-example losses along `z` is exactly the vector of
@@ -28,49 +30,49 @@ def influence_weights(objective, weights, inputs, labels, direction) -> tf.Tenso
 
     Args:
       objective: a `TaskObjective`.
-      weights: the point theta (list of tensors).
+      theta: the model weights (list of tensors).
       inputs: generated inputs `[n, ...]`.
       labels: generated labels `[n, ...]`.
-      direction: `z`, shaped like `weights`.
+      z: `(H + lambda I)^-1 grad L_val`, shaped like `theta`.
 
     Returns:
       `[n]` influence weights.
     """
-    weights = list(weights)
-    direction = list(direction)
+    theta = list(theta)
+    z = list(z)
 
     def shard_influence(shard_inputs, shard_labels):
-        with tf.autodiff.ForwardAccumulator(weights, direction) as tangent:
-            per_example = objective.per_example_losses(weights, shard_inputs, shard_labels)
+        with tf.autodiff.ForwardAccumulator(theta, z) as tangent:
+            per_example = objective.per_example_losses(theta, shard_inputs, shard_labels)
         return tangent.jvp(per_example)
 
     # Per-example values: each replica computes its shard's, concatenated in example order.
     return objective.sharding.concatenate(shard_influence, [inputs, labels])
 
 
-def baseline_values(weights: tf.Tensor, baseline: str = LEAVE_ONE_OUT) -> tf.Tensor:
+def baseline_values(influence: tf.Tensor, baseline: str = LEAVE_ONE_OUT) -> tf.Tensor:
     """Control-variate baseline `b_i` for each influence weight.
 
     `"leave_one_out"`: `b_i = mean_{j != i} w_j`, independent of sample i, so the
     estimator stays unbiased. `"none"`: `b_i = 0`.
 
     Args:
-      weights: `[n]` influence weights, n >= 2 for leave-one-out.
+      influence: `[n]` influence weights, n >= 2 for leave-one-out.
       baseline: `"leave_one_out"` or `"none"`.
 
     Returns:
       `[n]` baselines.
     """
     if baseline not in BASELINES:
-        raise ValueError(f"baseline={baseline!r} is not one of {BASELINES}.")
+        raise ConfigError(f"baseline={baseline!r} is not one of {BASELINES}.")
     if baseline == NO_BASELINE:
-        return tf.zeros_like(weights)
-    count = tf.cast(tf.shape(weights)[0], weights.dtype)
-    return (tf.reduce_sum(weights) - weights) / (count - 1.0)
+        return tf.zeros_like(influence)
+    count = tf.cast(tf.shape(influence)[0], influence.dtype)
+    return (tf.reduce_sum(influence) - influence) / (count - 1.0)
 
 
 def surrogate_loss(
-    log_probs: tf.Tensor, weights: tf.Tensor, baselines: tf.Tensor, importance_weights=None
+    log_probs: tf.Tensor, influence: tf.Tensor, baselines: tf.Tensor, importance_weights=None
 ) -> tf.Tensor:
     """`S = - mean_i stop_gradient(r_i (w_i - b_i)) * log p(c_i | psi)`.
 
@@ -80,7 +82,7 @@ def surrogate_loss(
     Args:
       log_probs: `[n]` `log p(c_i | psi)`, computed on the tape from latents that
         were `stop_gradient`-ed (see `Simulator.log_prob`).
-      weights: `[n]` influence weights.
+      influence: `[n]` influence weights.
       baselines: `[n]` baselines.
       importance_weights: optional `[n]` `r_i = p(c_i | psi) / q(c_i)` for latents
         drawn under q; `E_q[r f grad log p] = E_p[f grad log p]`. None: `r_i = 1`.
@@ -90,7 +92,7 @@ def surrogate_loss(
     """
     # stop_gradient drops d(w_i - b_i)/dpsi: w depends on psi only through the
     # sampled data, whose dependence the score term log p accounts for.
-    advantages = tf.cast(weights - baselines, log_probs.dtype)
+    advantages = tf.cast(influence - baselines, log_probs.dtype)
     if importance_weights is not None:
         advantages = advantages * tf.cast(importance_weights, log_probs.dtype)
     return -tf.reduce_mean(tf.stop_gradient(advantages) * log_probs)

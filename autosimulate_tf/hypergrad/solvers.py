@@ -4,7 +4,7 @@ A solver is a function `solver(matvec, rhs, initial_guess=None) -> SolverResult`
 where `matvec(u)` returns the damped curvature product `(H + lambda I) u` and
 vectors are lists of tensors shaped like the model weights. The knobs of each
 solver are gin-configurable keyword arguments, e.g.
-`AutoSimulateTrainer.solver = @conjugate_gradient` and
+`HypergradientEstimator.solver = @conjugate_gradient` and
 `conjugate_gradient.num_iterations = 10`.
 
 All of them work eagerly and inside `tf.function`.
@@ -21,6 +21,7 @@ from typing import NamedTuple
 import gin
 import tensorflow as tf
 
+from autosimulate_tf.errors import ConfigError
 from autosimulate_tf.hypergrad import tree_math
 
 
@@ -29,14 +30,14 @@ class SolverResult(NamedTuple):
 
     Attributes:
       solution: `z`, a list of tensors shaped like the right-hand side.
-      num_matvecs: number of curvature-vector products the solver used (int32).
+      hvp_count: number of curvature-vector products (Hessian or Gauss-Newton) the solver used (int32).
       negative_curvature: True when the solver met a direction with `u.Au <= 0`
         (conjugate gradients stop there; `exact` reports a non-positive eigenvalue).
       iterations: iterations actually run (int32).
     """
 
     solution: list
-    num_matvecs: tf.Tensor
+    hvp_count: tf.Tensor
     negative_curvature: tf.Tensor
     iterations: tf.Tensor
 
@@ -50,7 +51,7 @@ def identity(matvec, rhs, initial_guess=None) -> SolverResult:
     del matvec, initial_guess  # The identity needs neither.
     return SolverResult(
         solution=list(rhs),
-        num_matvecs=tf.constant(0),
+        hvp_count=tf.constant(0),
         negative_curvature=tf.constant(False),
         iterations=tf.constant(0),
     )
@@ -75,9 +76,9 @@ def neumann(matvec, rhs, initial_guess=None, num_terms: int = 10, step_size: flo
     """
     del initial_guess
     if num_terms < 1:
-        raise ValueError(f"neumann.num_terms={num_terms} must be >= 1.")
+        raise ConfigError(f"neumann.num_terms={num_terms} must be >= 1.")
     if step_size <= 0:
-        raise ValueError(f"neumann.step_size={step_size} must be > 0.")
+        raise ConfigError(f"neumann.step_size={step_size} must be > 0.")
     term = list(rhs)
     total = list(rhs)
     for _ in range(num_terms - 1):
@@ -85,7 +86,7 @@ def neumann(matvec, rhs, initial_guess=None, num_terms: int = 10, step_size: flo
         total = tree_math.add(total, term)
     return SolverResult(
         solution=tree_math.scale(step_size, total),
-        num_matvecs=tf.constant(num_terms - 1),
+        hvp_count=tf.constant(num_terms - 1),
         negative_curvature=tf.constant(False),
         iterations=tf.constant(num_terms - 1),
     )
@@ -110,7 +111,7 @@ def conjugate_gradient(
       keeps the last iterate and sets `negative_curvature`.
     """
     if num_iterations < 1:
-        raise ValueError(f"conjugate_gradient.num_iterations={num_iterations} must be >= 1.")
+        raise ConfigError(f"conjugate_gradient.num_iterations={num_iterations} must be >= 1.")
     rhs = list(rhs)
     if initial_guess is None:
         solution = tree_math.zeros_like(rhs)
@@ -120,41 +121,41 @@ def conjugate_gradient(
         solution = list(initial_guess)
         residual = tree_math.subtract(rhs, matvec(solution))
         warm_start_matvecs = 1
-    direction = list(residual)
+    search_direction = list(residual)
     residual_sq = tree_math.dot(residual, residual)
     threshold_sq = tf.square(tf.cast(tolerance, residual_sq.dtype)) * tree_math.dot(rhs, rhs)
 
-    def keep_going(iteration, solution, residual, direction, residual_sq, negative):
-        del solution, residual, direction
+    def keep_going(iteration, solution, residual, search_direction, residual_sq, negative):
+        del solution, residual, search_direction
         return tf.logical_and(
             tf.logical_and(iteration < num_iterations, tf.logical_not(negative)),
             residual_sq > threshold_sq,
         )
 
-    def step(iteration, solution, residual, direction, residual_sq, negative):
+    def step(iteration, solution, residual, search_direction, residual_sq, negative):
         del negative
-        curved = matvec(direction)
-        curvature = tree_math.dot(direction, curved)
+        curved = matvec(search_direction)
+        curvature = tree_math.dot(search_direction, curved)
         negative = curvature <= 0
         # On negative curvature the step is discarded (alpha = 0): the iterate stays put.
         alpha = tf.where(
             negative, tf.zeros_like(curvature), residual_sq / tf.where(negative, tf.ones_like(curvature), curvature)
         )
-        new_solution = tree_math.axpy(alpha, direction, solution)
+        new_solution = tree_math.axpy(alpha, search_direction, solution)
         new_residual = tree_math.axpy(-alpha, curved, residual)
         new_residual_sq = tree_math.dot(new_residual, new_residual)
         beta = new_residual_sq / residual_sq
-        new_direction = tree_math.axpy(beta, direction, new_residual)
-        return iteration + 1, new_solution, new_residual, new_direction, new_residual_sq, negative
+        new_search_direction = tree_math.axpy(beta, search_direction, new_residual)
+        return iteration + 1, new_solution, new_residual, new_search_direction, new_residual_sq, negative
 
     iterations, solution, _, _, _, negative = tf.while_loop(
         keep_going,
         step,
-        (tf.constant(0), solution, residual, direction, residual_sq, tf.constant(False)),
+        (tf.constant(0), solution, residual, search_direction, residual_sq, tf.constant(False)),
     )
     return SolverResult(
         solution=list(solution),
-        num_matvecs=iterations + warm_start_matvecs,
+        hvp_count=iterations + warm_start_matvecs,
         negative_curvature=negative,
         iterations=iterations,
     )
@@ -191,7 +192,7 @@ def exact(matvec, rhs, initial_guess=None) -> SolverResult:
     smallest_eigenvalue = tf.reduce_min(tf.linalg.eigvalsh(matrix))
     return SolverResult(
         solution=tree_math.unflatten(flat_solution, rhs),
-        num_matvecs=tf.constant(size),
+        hvp_count=tf.constant(size),
         negative_curvature=smallest_eigenvalue <= 0,
         iterations=tf.constant(1),
     )

@@ -1,4 +1,4 @@
-"""Optimizers for psi beyond Keras's own.
+"""Optimizers: Keras's registered with gin, their checks, and one for psi beyond Keras's own.
 
 `DecayingEpsilonAdam` is Adam whose epsilon shrinks geometrically with the step count. With few
 samples per outer iteration the hypergradient estimate is noisy; a large epsilon (e.g. 0.03 in
@@ -10,7 +10,27 @@ but did not move the median samples-to-target (`benchmarks/RESULTS.md` section 1
 
 import gin
 import keras
+import numpy as np
 import tensorflow as tf
+
+from autosimulate_tf.errors import check
+
+# Keras optimizers, configurable in gin scopes, e.g. `inner/keras.optimizers.Adam.learning_rate`.
+# (`gin.tf` cannot be imported on TF >= 2.16, so we register them ourselves.)
+for _optimizer in (keras.optimizers.Adam, keras.optimizers.SGD, keras.optimizers.RMSprop):
+    gin.external_configurable(_optimizer, module="keras.optimizers")
+# Learning-rate schedules, e.g. `outer/keras.optimizers.Adam.learning_rate = @keras.optimizers.schedules.CosineDecay()`.
+for _schedule in (keras.optimizers.schedules.CosineDecay, keras.optimizers.schedules.ExponentialDecay):
+    gin.external_configurable(_schedule, module="keras.optimizers.schedules")
+
+
+def check_learning_rate(optimizer, scope: str) -> None:
+    """Raises `ConfigError` unless the optimizer's (initial) learning rate is a positive number."""
+    learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    check(
+        learning_rate > 0 and np.isfinite(learning_rate),
+        f"{scope}/ optimizer learning_rate={learning_rate} must be a positive number.",
+    )
 
 
 @gin.configurable(module="autosimulate_tf")

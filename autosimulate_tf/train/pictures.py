@@ -86,9 +86,11 @@ class PsiTrajectory:
             with open(self.path) as f:
                 self.entries = [json.loads(line) for line in f if line.strip()]
         # Entries written after the restored checkpoint belong to work that is redone now.
-        self.entries = [entry for entry in self.entries if entry["iteration"] <= restored_iteration]
-        with open(self.path, "w") as f:
-            f.writelines(json.dumps(entry) + "\n" for entry in self.entries)
+        kept = [entry for entry in self.entries if entry["iteration"] <= restored_iteration]
+        if len(kept) != len(self.entries):  # A finished run re-run rewrites nothing.
+            with open(self.path, "w") as f:
+                f.writelines(json.dumps(entry) + "\n" for entry in kept)
+        self.entries = kept
 
     def append(self, iteration: int, psi: dict) -> None:
         """Records psi after `iteration`."""

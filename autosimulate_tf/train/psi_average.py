@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from autosimulate_tf.errors import ConfigError
+
 
 def tail_average(entries: list[dict], fraction: float) -> tuple[dict[str, np.ndarray], int, int]:
     """Mean constrained psi over the last `fraction` of the outer iterations.
@@ -30,10 +32,11 @@ def tail_average(entries: list[dict], fraction: float) -> tuple[dict[str, np.nda
       `(psi by name, first iteration averaged, last iteration averaged)`.
 
     Raises:
-      ValueError: for a fraction outside (0, 1] or a trajectory without outer iterations.
+      ConfigError: for a fraction outside (0, 1].
+      ValueError: for a trajectory without outer iterations.
     """
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"train_autosimulate.final_psi_average_fraction={fraction} must be in (0, 1] (or 0: off).")
+        raise ConfigError(f"HandOff.psi_average_fraction={fraction} must be in (0, 1] (or 0: off).")
     iterates = sorted((e for e in entries if e["iteration"] >= 1), key=lambda e: e["iteration"])
     if not iterates:
         raise ValueError("psi averaging needs at least one outer iteration in the psi trajectory.")

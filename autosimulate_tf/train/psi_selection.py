@@ -16,12 +16,16 @@ renders from each (`selection/ScratchTrainingEvaluator` in gin), and keep the ps
 whose model scores best on the real validation set. Every candidate is scored with
 the same seed (common random numbers: same initial weights, same latent noise, same
 minibatches), so the comparison between candidates is not swamped by training noise.
-The renders spent here are counted (`selection_samples` in results.json).
+The renders spent here are counted (`selection_simulated_samples` in results.json).
+For a regression problem (no accuracy) candidates are ranked by validation loss alone.
 """
 
 import math
 
 import numpy as np
+
+from autosimulate_tf import results_schema as schema
+from autosimulate_tf.errors import ConfigError
 
 
 def candidate_iterations(entries: list[dict], num_candidates: int) -> list[int]:
@@ -29,8 +33,8 @@ def candidate_iterations(entries: list[dict], num_candidates: int) -> list[int]:
 
     Args:
       entries: `PsiTrajectory.entries` (dicts with `iteration`); iteration 0, the
-        untuned psi, is never picked here (`train_autosimulate`'s
-        `psi_selection_include_initial` adds it).
+        untuned psi, is never picked here (`HandOff.psi_selection_include_initial`
+        adds it).
       num_candidates: how many iterations to pick (fewer if the run is shorter).
 
     Returns:
@@ -38,10 +42,11 @@ def candidate_iterations(entries: list[dict], num_candidates: int) -> list[int]:
       segments of the run (for 300 iterations and 10 candidates: 30, 60, ..., 300).
 
     Raises:
-      ValueError: for `num_candidates < 1` or a trajectory without outer iterations.
+      ConfigError: for `num_candidates < 1`.
+      ValueError: for a trajectory without outer iterations.
     """
     if num_candidates < 1:
-        raise ValueError(f"train_autosimulate.psi_selection_candidates={num_candidates} must be >= 1 (or 0: off).")
+        raise ConfigError(f"HandOff.psi_selection_candidates={num_candidates} must be >= 1 (or 0: off).")
     iterations = sorted(e["iteration"] for e in entries if e["iteration"] >= 1)
     if not iterations:
         raise ValueError("psi selection needs at least one outer iteration in the psi trajectory.")
@@ -62,8 +67,8 @@ def select_psi(simulator, evaluator, candidates: list[tuple], seed: int, num_see
     """Scores each candidate psi with a fresh model on validation data; returns the best.
 
     Args:
-      simulator: the `Simulator` whose psi is set to each candidate in turn (it is
-        left at the *selected* candidate on return).
+      simulator: the `Simulator`; each candidate is put in temporarily
+        (`Simulator.temporary_psi`), so its psi is unchanged on return.
       evaluator: a `ScratchTrainingEvaluator` on `simulator`.
       candidates: `(label, constrained psi dict)` pairs; `label` is what the table
         reports (an outer iteration, or `"average"`).
@@ -76,32 +81,38 @@ def select_psi(simulator, evaluator, candidates: list[tuple], seed: int, num_see
 
     Returns:
       `(index of the selected candidate, table)`: one dict per candidate with
-      `candidate`, `val_accuracy` and `val_loss` (means over seeds),
-      `val_accuracy_per_seed`, `samples` and `time_s` (totals), and
-      `test_accuracy` (mean; for reporting how well selection did, never used
-      to select). Ties in validation accuracy (300 images: steps of 1/300) go
-      to the lower validation loss, then to the later candidate.
+      `candidate`, `val_accuracy` and `val_loss` (means over seeds; accuracy None
+      for regression), `val_accuracy_per_seed`, `simulated_samples` and
+      `wall_clock_s` (totals), and `test_accuracy` (mean; for reporting how well
+      selection did, never used to select). Ties in validation accuracy (300
+      images: steps of 1/300) go to the lower validation loss, then to the later
+      candidate.
     """
     if not candidates:
         raise ValueError("psi selection got no candidates.")
     if num_seeds < 1:
-        raise ValueError(f"train_autosimulate.psi_selection_seeds={num_seeds} must be >= 1.")
+        raise ConfigError(f"HandOff.psi_selection_seeds={num_seeds} must be >= 1.")
     table = []
     for label, psi in candidates:
-        simulator.set_constrained_parameters(psi)
-        runs = [evaluator.evaluate(seed=seed + k) for k in range(num_seeds)]
-        accuracies = [run["val_accuracy"] for run in runs]
-        table.append(
-            {
-                "candidate": label,
-                "val_accuracy": float(np.mean(accuracies)),
-                "val_loss": float(np.mean([run["val_loss"] for run in runs])),
-                "val_accuracy_per_seed": accuracies,
-                "test_accuracy": float(np.mean([run["test_accuracy"] for run in runs])),
-                "samples": sum(run["samples"] for run in runs),
-                "time_s": sum(run["time_s"] for run in runs),
-            }
-        )
-    best = max(range(len(table)), key=lambda i: (table[i]["val_accuracy"], -table[i]["val_loss"], i))
-    simulator.set_constrained_parameters(candidates[best][1])
+        with simulator.temporary_psi(constrained=psi):
+            runs = [evaluator.evaluate(seed=seed + k) for k in range(num_seeds)]
+        table.append({"candidate": label, **_summarise(runs)})
+    best = max(range(len(table)), key=lambda i: (table[i]["val_accuracy"] or 0.0, -table[i]["val_loss"], i))
     return best, table
+
+
+def _mean_or_none(values: list):
+    return None if any(value is None for value in values) else float(np.mean(values))
+
+
+def _summarise(runs: list[dict]) -> dict:
+    """One candidate's row of the selection table from its fresh-model evaluations."""
+    accuracies = [run[schema.VAL_ACCURACY] for run in runs]
+    return {
+        schema.VAL_ACCURACY: _mean_or_none(accuracies),
+        schema.VAL_LOSS: float(np.mean([run[schema.VAL_LOSS] for run in runs])),
+        "val_accuracy_per_seed": accuracies,
+        schema.TEST_ACCURACY: _mean_or_none([run[schema.TEST_ACCURACY] for run in runs]),
+        schema.SIMULATED_SAMPLES: sum(run[schema.SIMULATED_SAMPLES] for run in runs),
+        schema.WALL_CLOCK_S: sum(run[schema.WALL_CLOCK_S] for run in runs),
+    }
