@@ -7,12 +7,13 @@ from autosimulate_tf.data.backends import (
     RenderBackend,
 )
 from autosimulate_tf.data.digits import uci_digits_real_data
-from autosimulate_tf.data.pipeline import RenderedData, keep_valid, render_latents
+from autosimulate_tf.data.pipeline import keep_valid, render_latents
 from autosimulate_tf.data.real import (
     RealData,
     sample_xor_mixture,
     xor_mixture_real_data,
 )
+from autosimulate_tf.data.rendering import RenderedData
 
 __all__ = [
     "InProcessBackend",

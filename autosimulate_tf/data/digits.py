@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from autosimulate_tf.data.real import RealData
+from autosimulate_tf.errors import check
 
 MAX_VALIDATION = 300  # the optimiser may see at most this many real images
 MIN_VALIDATION = 10  # one image per class, so that the stratified split covers every class
@@ -34,13 +35,13 @@ def uci_digits_real_data(num_validation: int = 300, seed: int = 0) -> RealData:
       A `RealData` with float32 images `[n, 8, 8]` (values 0..16) and int32 labels `[n]`.
 
     Raises:
-      ValueError: when `num_validation` is outside `[10, 300]`.
+      ConfigError: when `num_validation` is outside `[10, 300]`.
     """
-    if not MIN_VALIDATION <= num_validation <= MAX_VALIDATION:
-        raise ValueError(
-            f"num_validation={num_validation} must be in [{MIN_VALIDATION}, {MAX_VALIDATION}]: at least one image "
-            f"per class, and at most {MAX_VALIDATION} real images for the optimiser."
-        )
+    check(
+        MIN_VALIDATION <= num_validation <= MAX_VALIDATION,
+        f"num_validation={num_validation} must be in [{MIN_VALIDATION}, {MAX_VALIDATION}]: at least one image "
+        f"per class, and at most {MAX_VALIDATION} real images for the optimiser.",
+    )
     digits = load_digits()
     images = digits.images.astype(np.float32)
     labels = digits.target.astype(np.int32)

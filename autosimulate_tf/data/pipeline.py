@@ -5,7 +5,9 @@ through a render backend (`autosimulate_tf.data.backends`, chosen by one gin bin
 e.g. `render_latents.backend = @ProcessPoolBackend()`); the default runs them through
 `tf.numpy_function` in a parallel `tf.data` map (`deterministic=True`, so the order and
 therefore the result never depend on thread timing). TF-op renderers run as one
-compiled `tf.vectorized_map` whatever the backend.
+compiled `tf.vectorized_map` whatever the backend. Rendering one latent (and judging
+the result) is `autosimulate_tf.data.rendering`, shared by every backend; this module
+works on whole batches.
 
 `D_t` is materialised once per outer iteration because it is used three times:
 for the warm-started inner steps, the curvature products, and the per-example
@@ -14,133 +16,25 @@ wrongly shaped output is marked invalid; the trainer drops it from both the
 training data and the score term.
 """
 
-import threading
 import weakref
-from typing import NamedTuple
 
 import gin
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from autosimulate_tf.data.backends import InProcessBackend
+from autosimulate_tf.data.backends.in_process import render_in_process
+from autosimulate_tf.data.rendering import RenderedData, render_one_numpy
 
-class RenderedData(NamedTuple):
-    """A rendered batch: inputs `[n, ...]`, labels `[n, ...]`, valid `[n]` (bool)."""
-
-    inputs: tf.Tensor
-    labels: tf.Tensor
-    valid: tf.Tensor
-
-
-class RenderTimeoutError(RuntimeError):
-    """A render took longer than `render_timeout_s`."""
-
-
-def call_with_timeout(function, argument, timeout_s: float | None):
-    """`function(argument)`, raising `RenderTimeoutError` after `timeout_s` seconds.
-
-    A Python thread cannot be killed: a hung render is abandoned (daemon thread)
-    and its sample counted as failed. Renderers that can hang for good belong in a
-    process-based backend.
-    """
-    if timeout_s is None:
-        return function(argument)
-    outcome = {}
-
-    def target():
-        try:
-            outcome["value"] = function(argument)
-        except BaseException as error:  # Re-raised in the caller's thread.
-            outcome["error"] = error
-
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        raise RenderTimeoutError(f"render did not finish within render_timeout_s={timeout_s}")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
-def check_rendered(simulator, observation, label) -> str | None:
-    """Why a rendered `(observation, label)` is unusable, or None when it is fine."""
-    expected = (tuple(simulator.observation_shape), tuple(simulator.label_shape))
-    if observation.shape != expected[0] or label.shape != expected[1]:
-        return (
-            f"{type(simulator).__name__}.render returned observation shape {observation.shape} and label shape "
-            f"{label.shape}; the simulator declares observation_shape={expected[0]}, label_shape={expected[1]}"
-        )
-    if not (np.all(np.isfinite(observation)) and np.all(np.isfinite(label))):
-        return f"{type(simulator).__name__}.render returned non-finite values"
-    return None
-
-
-def placeholder_sample(simulator):
-    """The finite `(observation, label)` of zeros that fills the row of an invalid sample."""
-    return (
-        np.zeros(tuple(simulator.observation_shape), simulator.observation_dtype),
-        np.zeros(tuple(simulator.label_shape), simulator.label_dtype),
-    )
-
-
-def render_one_numpy(simulator, latent, timeout_s: float | None = None):
-    """Renders one latent with a Python/numpy renderer.
-
-    Returns:
-      `(observation, label, reason)`; reason is None for a usable sample,
-      otherwise why it is not (exception, timeout, shape, non-finite).
-    """
-    zeros = placeholder_sample(simulator)
-    try:
-        observation, label = call_with_timeout(simulator.render, latent, timeout_s)
-        observation = np.asarray(observation, dtype=simulator.observation_dtype)
-        label = np.asarray(label, dtype=simulator.label_dtype)
-    except Exception as error:  # A user renderer may raise anything.
-        return (*zeros, f"{type(simulator).__name__}.render raised {error!r}")
-    reason = check_rendered(simulator, observation, label)
-    if reason is not None:
-        return (*zeros, reason)
-    return observation, label, None
-
-
-def _render_one_logged(simulator, latent, timeout_s):
-    """`render_one_numpy` as both in-process paths use it: `(observation, label, valid)`, a dropped sample logged."""
-    observation, label, reason = render_one_numpy(simulator, latent, timeout_s)
-    if reason is not None:
-        logging.log_every_n(logging.WARNING, "%s; sample dropped.", 100, reason)
-    return observation, label, reason is None
-
-
-def render_serially(simulator, latents, render_timeout_s: float | None = None):
-    """Renders latents one after another in a plain Python loop, without building a `tf.data` map.
-
-    Each latent is handed to `render` as numpy arrays, exactly as `tf.numpy_function`
-    hands them in `render_in_process`, so both give identical results.
-
-    Returns:
-      `(observations [n, ...], labels [n, ...], valid [n] bool)` numpy arrays.
-    """
-    flat = [np.asarray(t) for t in tf.nest.flatten(latents)]
-    num_samples = flat[0].shape[0]
-    observations = np.zeros((num_samples, *simulator.observation_shape), simulator.observation_dtype)
-    labels = np.zeros((num_samples, *simulator.label_shape), simulator.label_dtype)
-    valid = np.zeros([num_samples], bool)
-    for index in range(num_samples):
-        latent = tf.nest.pack_sequence_as(latents, [np.asarray(t[index]) for t in flat])
-        observations[index], labels[index], valid[index] = _render_one_logged(simulator, latent, render_timeout_s)
-    return observations, labels, valid
-
-
-def _numpy_render_fn(simulator, structure, timeout_s):
-    """A `tf.numpy_function` body: one flat latent in, `(observation, label, valid)` out."""
-
-    def render_one(*flat_latent):
-        latent = tf.nest.pack_sequence_as(structure, list(flat_latent))
-        observation, label, valid = _render_one_logged(simulator, latent, timeout_s)
-        return observation, label, np.bool_(valid)
-
-    return render_one
+__all__ = [
+    "RenderedData",
+    "keep_valid",
+    "minibatch_indices",
+    "preflight_render",
+    "render_in_process",
+    "render_latents",
+]
 
 
 _COMPILED_TF_RENDERS = weakref.WeakKeyDictionary()
@@ -173,6 +67,21 @@ def _compiled_tf_render(simulator):
 _LOGGED_TF_OP_BACKENDS = set()
 
 
+def _log_tf_op_backend_once(simulator, backend) -> None:
+    """Says once per (backend, simulator) class pair that a TF-op renderer ignores a non-default backend."""
+    if backend is None or isinstance(backend, InProcessBackend):
+        return
+    key = (type(backend).__name__, type(simulator).__name__)
+    if key not in _LOGGED_TF_OP_BACKENDS:
+        _LOGGED_TF_OP_BACKENDS.add(key)
+        logging.info(
+            "%s renders with TF ops: it runs as one compiled vectorized_map in this process; "
+            "render_latents.backend=%s applies to Python/numpy renderers only.",
+            key[1],
+            key[0],
+        )
+
+
 @gin.configurable(allowlist=["backend"])
 def render_latents(
     simulator,
@@ -201,19 +110,8 @@ def render_latents(
     Returns:
       `RenderedData` with one row per latent, in latent order.
     """
-    from autosimulate_tf.data import backends  # Lazy: the backends module imports this one.
-
     if simulator.render_with_tf_ops:
-        if backend is not None and not isinstance(backend, backends.InProcessBackend):
-            key = (type(backend).__name__, type(simulator).__name__)
-            if key not in _LOGGED_TF_OP_BACKENDS:
-                _LOGGED_TF_OP_BACKENDS.add(key)
-                logging.info(
-                    "%s renders with TF ops: it runs as one compiled vectorized_map in this process; "
-                    "render_latents.backend=%s applies to Python/numpy renderers only.",
-                    key[1],
-                    key[0],
-                )
+        _log_tf_op_backend_once(simulator, backend)
         # TF-op renderers run as one compiled, vectorised function: building a tf.data
         # pipeline per call would cost more than rendering a few hundred samples, and
         # shipping TF graphs to other processes would cost more still.
@@ -221,43 +119,13 @@ def render_latents(
         return RenderedData(inputs, labels, valid)
 
     if backend is None:
-        backend = backends.InProcessBackend(num_parallel_calls=num_parallel_calls)
+        backend = InProcessBackend(num_parallel_calls=num_parallel_calls)
     inputs, labels, valid = backend.render(simulator, latents, render_timeout_s)
     return RenderedData(
         tf.convert_to_tensor(inputs, tf.as_dtype(simulator.observation_dtype)),
         tf.convert_to_tensor(labels, tf.as_dtype(simulator.label_dtype)),
         tf.convert_to_tensor(valid, tf.bool),
     )
-
-
-def render_in_process(
-    simulator, latents, num_parallel_calls: int = tf.data.AUTOTUNE, render_timeout_s: float | None = None
-) -> RenderedData:
-    """Renders latents with a Python/numpy renderer in a parallel, order-preserving `tf.data` map.
-
-    The threads of the map share the GIL: a GIL-bound renderer gains nothing from
-    `num_parallel_calls > 1` (use a process or Ray backend), one that releases it
-    (numpy on large arrays, I/O, C extensions) does.
-    """
-    num_samples = int(tf.nest.flatten(latents)[0].shape[0])
-    dataset = tf.data.Dataset.from_tensor_slices(latents)
-    observation_shape = tuple(simulator.observation_shape)
-    observation_dtype = tf.as_dtype(simulator.observation_dtype)
-    label_dtype = tf.as_dtype(simulator.label_dtype)
-    numpy_render = _numpy_render_fn(simulator, latents, render_timeout_s)
-
-    def render_one(latent):
-        observation, label, valid = tf.numpy_function(
-            numpy_render, tf.nest.flatten(latent), (observation_dtype, label_dtype, tf.bool), stateful=False
-        )
-        observation.set_shape(observation_shape)
-        label.set_shape(tuple(simulator.label_shape))
-        valid.set_shape(())
-        return observation, label, valid
-
-    dataset = dataset.map(render_one, num_parallel_calls=num_parallel_calls, deterministic=True)
-    inputs, labels, valid = dataset.batch(num_samples).get_single_element()
-    return RenderedData(inputs, labels, valid)
 
 
 def minibatch_indices(seed, step, batch_size: int, num_examples) -> tf.Tensor:
@@ -284,8 +152,8 @@ def keep_valid(rendered: RenderedData, latents):
     valid = np.asarray(rendered.valid, dtype=bool)
     num_dropped = int(valid.size - np.count_nonzero(valid))
     if num_dropped == 0:
-        # The usual case. Eager `tf.boolean_mask` costs ~2 ms per tensor, which on a cheap
-        # simulator was a fifth of a whole outer iteration; nothing to drop, nothing to pay.
+        # The usual case. Eager `tf.boolean_mask` costs ~2 ms per tensor, a
+        # fifth of a whole outer iteration on a cheap simulator: nothing to drop, nothing to pay.
         return rendered.inputs, rendered.labels, latents, 0
     kept = tf.constant(np.flatnonzero(valid), tf.int64)
 
@@ -293,6 +161,16 @@ def keep_valid(rendered: RenderedData, latents):
         return tf.gather(tensor, kept)
 
     return keep(rendered.inputs), keep(rendered.labels), tf.nest.map_structure(keep, latents), num_dropped
+
+
+def _preflight_tf_ops(simulator, latents) -> None:
+    """Fails when the TF-op `render` raises on, or returns non-finite values for, every preflight latent."""
+    try:
+        rendered = render_latents(simulator, latents)
+    except (tf.errors.OpError, ValueError, TypeError) as error:
+        raise ValueError(f"{type(simulator).__name__}.render failed on preflight samples: {error}") from error
+    if not bool(tf.reduce_any(rendered.valid)):
+        raise ValueError(f"{type(simulator).__name__}.render returned non-finite values for every preflight sample.")
 
 
 def preflight_render(simulator, seed, num_samples: int = 8, render_timeout_s: float | None = None) -> None:
@@ -307,14 +185,7 @@ def preflight_render(simulator, seed, num_samples: int = 8, render_timeout_s: fl
     """
     latents = simulator.sample_latents(num_samples, seed=seed)
     if simulator.render_with_tf_ops:
-        try:
-            rendered = render_latents(simulator, latents)
-        except (tf.errors.OpError, ValueError, TypeError) as error:
-            raise ValueError(f"{type(simulator).__name__}.render failed on preflight samples: {error}") from error
-        if not bool(tf.reduce_any(rendered.valid)):
-            raise ValueError(
-                f"{type(simulator).__name__}.render returned non-finite values for every preflight sample."
-            )
+        _preflight_tf_ops(simulator, latents)
         return
     reasons = []
     for index in range(num_samples):

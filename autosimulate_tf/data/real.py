@@ -8,6 +8,8 @@ from typing import NamedTuple
 import gin
 import numpy as np
 
+from autosimulate_tf.errors import check
+
 XOR_MEANS = np.array([[2.0, 2.0], [-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0]], dtype=np.float32)
 XOR_CLASSES = np.array([0, 0, 1, 1], dtype=np.int32)
 
@@ -43,9 +45,14 @@ def xor_mixture_real_data(num_validation: int = 500, num_test: int = 4000, seed:
 
     Returns:
       A `RealData`.
+
+    Raises:
+      ConfigError: when `num_validation` or `num_test` is below 1.
     """
-    if num_validation < 1 or num_test < 1:
-        raise ValueError(f"num_validation={num_validation} and num_test={num_test} must be >= 1.")
+    check(
+        num_validation >= 1 and num_test >= 1,
+        f"num_validation={num_validation} and num_test={num_test} must be >= 1.",
+    )
     rng = np.random.default_rng(seed)
     validation = sample_xor_mixture(num_validation, rng)
     test = sample_xor_mixture(num_test, rng)

@@ -26,8 +26,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from autosimulate_tf import configs
-from autosimulate_tf.data import InProcessBackend, ProcessPoolBackend, RayBackend, pipeline, render_latents
+from autosimulate_tf.data import InProcessBackend, ProcessPoolBackend, RayBackend, pipeline, render_latents, rendering
 from autosimulate_tf.data.real import xor_mixture_real_data
+from autosimulate_tf.errors import ConfigError
 from autosimulate_tf.models import mlp
 from autosimulate_tf.simulators import (
     FaultInjectingSimulator,
@@ -154,13 +155,11 @@ def test_in_process_plain_loop_renders_exactly_what_the_tf_data_map_renders(make
 def test_in_process_backend_uses_the_plain_loop_only_below_parallel_min_batch(monkeypatch):
     simulator = faulty_gmm()
     calls = []
-    monkeypatch.setattr(pipeline, "render_serially", lambda *args: calls.append("loop") or (None, None, None))
+    monkeypatch.setattr(rendering, "render_serially", lambda *args: calls.append("loop") or (None, None, None))
     InProcessBackend(parallel_min_batch=10).render(simulator, simulator.sample_latents(9, seed=SEED))
     assert calls == ["loop"]
     InProcessBackend(parallel_min_batch=10).render(simulator, simulator.sample_latents(10, seed=SEED))
     assert calls == ["loop"], "a batch of parallel_min_batch latents goes through the tf.data map"
-    with pytest.raises(ValueError, match="parallel_min_batch=-1"):
-        InProcessBackend(parallel_min_batch=-1)
 
 
 def test_process_pool_matches_in_process_through_render_latents_with_a_timeout(pool):
@@ -302,9 +301,23 @@ def test_a_misspelled_backend_binding_raises(binding, message):
         configs.parse_gin([], [binding])
 
 
-def test_process_pool_rejects_fork():
-    with pytest.raises(ValueError, match="'fork' is unsafe with TensorFlow"):
-        ProcessPoolBackend(start_method="fork")
+@pytest.mark.parametrize(
+    ("make_backend", "message"),
+    [
+        (lambda: InProcessBackend(num_parallel_calls=0), "InProcessBackend.num_parallel_calls=0 must be >= 1"),
+        (lambda: InProcessBackend(parallel_min_batch=-1), "InProcessBackend.parallel_min_batch=-1 must be >= 0"),
+        (lambda: ProcessPoolBackend(start_method="fork"), "'fork' is unsafe with TensorFlow"),
+        (lambda: ProcessPoolBackend(num_workers=-2), "ProcessPoolBackend.num_workers=-2 must be >= 1"),
+        (lambda: ProcessPoolBackend(chunk_size=0), "ProcessPoolBackend.chunk_size=0 must be >= 1"),
+        (lambda: ProcessPoolBackend(max_retries=-1), "ProcessPoolBackend.max_retries=-1 must be >= 0"),
+        (lambda: RayBackend(deadline_grace_s=-1.0), r"RayBackend.deadline_grace_s=-1.0 must be >= 0"),
+        (lambda: RayBackend(num_cpus_per_task=0), "RayBackend.num_cpus_per_task=0 must be > 0"),
+    ],
+    ids=["parallel_calls", "min_batch", "fork", "workers", "chunk_size", "retries", "grace", "cpus"],
+)
+def test_a_bad_backend_setting_raises_a_config_error_naming_its_binding(make_backend, message):
+    with pytest.raises(ConfigError, match=message):
+        make_backend()
 
 
 def train_two_iterations(bindings):
@@ -378,12 +391,11 @@ def test_ray_renders_exactly_what_in_process_renders(ray_backend):
 
 def test_ray_drops_the_chunk_of_a_dead_or_wedged_worker_and_goes_on(ray_backend):
     # The first two chunks (running side by side) lose their workers: [0, 4) dies (max_retries=0),
-    # [4, 8) wedges and is cancelled at its deadline (0.25 s x 4 + 8 s grace). With the fixture's
-    # 2 s grace this failed twice while other TensorFlow processes loaded both cores: the healthy
-    # chunks [8, 16), run on workers that Ray had just restarted, missed their 3 s deadline too.
-    # The backend now waits for every warm-up ping after a loss, not only the latest loss's
-    # (with the old code a healthy chunk still missed its 9 s deadline under that load). Under
-    # that load the whole call can take ~60 s; the bound only has to catch a wedge (hours).
+    # [4, 8) wedges and is cancelled at its deadline (0.25 s x 4 + 8 s grace). The healthy chunks
+    # [8, 16) then run on workers that Ray has just restarted; the backend waits for the warm-up
+    # pings of every loss before starting them, and the 8 s grace leaves room for other TensorFlow
+    # processes loading the cores. Such load can stretch the call to about a minute; the bound
+    # only has to catch a wedge (hours).
     values = np.arange(16, dtype=np.float32)
     simulator = DyingSimulator(die_at=(2.0,), wedge_at=(5.0,))
     begin = time.monotonic()

@@ -14,6 +14,7 @@ from sklearn.datasets import load_digits
 
 from autosimulate_tf.data import RealData
 from autosimulate_tf.data.digits import uci_digits_real_data
+from autosimulate_tf.errors import ConfigError
 
 NUM_IMAGES = 1797
 
@@ -71,5 +72,5 @@ def test_fixed_seed_is_reproducible_and_seeds_differ():
 
 @pytest.mark.parametrize("num_validation", [9, 0, 301, 1797])
 def test_num_validation_outside_10_to_300_raises_naming_it(num_validation):
-    with pytest.raises(ValueError, match=f"num_validation={num_validation}"):
+    with pytest.raises(ConfigError, match=f"num_validation={num_validation}"):
         uci_digits_real_data(num_validation=num_validation)

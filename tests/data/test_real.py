@@ -13,6 +13,7 @@ import pytest
 
 from autosimulate_tf.data import RealData, sample_xor_mixture, xor_mixture_real_data
 from autosimulate_tf.data.real import XOR_CLASSES, XOR_MEANS
+from autosimulate_tf.errors import ConfigError
 
 PHI_2 = 0.5 * (1.0 + math.erf(2.0 / math.sqrt(2.0)))
 BAYES_ACCURACY = PHI_2**2 + (1.0 - PHI_2) ** 2
@@ -86,5 +87,5 @@ def test_sample_xor_mixture_components_have_the_documented_means_and_unit_varian
 
 @pytest.mark.parametrize(("num_validation", "num_test"), [(0, 10), (-5, 10), (10, 0)])
 def test_empty_splits_are_rejected(num_validation, num_test):
-    with pytest.raises(ValueError, match=f"num_validation={num_validation} and num_test={num_test} must be >= 1"):
+    with pytest.raises(ConfigError, match=f"num_validation={num_validation} and num_test={num_test} must be >= 1"):
         xor_mixture_real_data(num_validation=num_validation, num_test=num_test)
