@@ -5,6 +5,7 @@ from autosimulate_tf.simulators.digits import ProceduralDigitsSimulator
 from autosimulate_tf.simulators.faults import FaultInjectingSimulator
 from autosimulate_tf.simulators.gmm import GaussianMixtureSimulator
 from autosimulate_tf.simulators.pools import CategoricalPoolsSimulator, xor_pools
+from autosimulate_tf.simulators.regression import SineRegressionSimulator, sine_regression_real_data
 from autosimulate_tf.simulators.slow import SlowRenderSimulator
 
 __all__ = [
@@ -13,7 +14,9 @@ __all__ = [
     "GaussianMixtureSimulator",
     "ProceduralDigitsSimulator",
     "Simulator",
+    "SineRegressionSimulator",
     "SlowRenderSimulator",
     "WrappingSimulator",
+    "sine_regression_real_data",
     "xor_pools",
 ]

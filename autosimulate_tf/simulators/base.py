@@ -26,9 +26,14 @@ To plug in your own simulator, write one subclass:
             return draw(latent["digit"], latent["thickness"]), latent["digit"]
 """
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+
+from autosimulate_tf.errors import check
+from autosimulate_tf.simulators.domains import constrained_value_problem, show
 
 tfb = tfp.bijectors
 
@@ -79,6 +84,9 @@ class Simulator(tf.Module):
     `sample_latents`, ...) raises `PsiNotAvailableError` instead of silently using
     stale values. The same holds for `copy.copy` / `copy.deepcopy` of a simulator: to duplicate
     one with its psi, construct a new one and call `set_constrained_parameters`.
+
+    To evaluate anything under another psi and come back to the exact current one (eagerly
+    or inside a `tf.function`), use the `temporary_psi` context manager.
     """
 
     observation_shape: tuple = ()
@@ -89,6 +97,11 @@ class Simulator(tf.Module):
     render_with_tf_ops: bool = False
 
     def __init__(self, name: str | None = None):
+        """Starts a simulator with no psi; subclasses then call `add_parameter` per component.
+
+        Args:
+          name: module name (in variable names, logs and checkpoints).
+        """
         super().__init__(name=name)
         self._variables = {}
         self._bijectors = {}
@@ -124,7 +137,9 @@ class Simulator(tf.Module):
 
         Args:
           name: name used in logs, checkpoints and `results.json`.
-          initial_value: the *constrained* initial value.
+          initial_value: the *constrained* initial value; it must be finite and inside
+            the bijector's domain (see `simulators.domains`: e.g. > 0 for Softplus, a
+            probability vector with entries > 0 summing to 1 for SoftmaxCentered).
           bijector: maps the unconstrained variable to the constrained value
             (identity when None).
           bounds: optional `(low, high)` box in constrained space, used by search
@@ -132,13 +147,22 @@ class Simulator(tf.Module):
 
         Returns:
           The unconstrained `tf.Variable`.
+
+        Raises:
+          ConfigError: naming the simulator class and `name`, when `initial_value` is not
+            finite or outside the bijector's domain (checked before any variable exists).
+          ValueError: when `name` is already a psi component.
         """
         if name in self._variables:
             raise ValueError(f"Simulator parameter {name!r} is defined twice.")
         bijector = bijector or tfb.Identity()
-        initial = tf.convert_to_tensor(initial_value, dtype=tf.float32)
-        if not bool(tf.reduce_all(tf.math.is_finite(initial))):
-            raise ValueError(f"Initial value of simulator parameter {name!r} is not finite: {initial_value}.")
+        problem = constrained_value_problem(initial_value, bijector)
+        check(
+            problem is None,
+            f"{type(self).__name__} psi parameter {name!r}: initial value {show(initial_value)} is not allowed: "
+            f"{problem}.",
+        )
+        initial = tf.convert_to_tensor(np.asarray(initial_value, np.float32))
         variable = tf.Variable(bijector.inverse(initial), name=name, dtype=tf.float32)
         self._variables[name] = variable
         self._bijectors[name] = bijector
@@ -172,12 +196,70 @@ class Simulator(tf.Module):
         """`constrained_parameters` as JSON-ready nested lists (for results and curves)."""
         return {name: np.asarray(value).tolist() for name, value in self.constrained_parameters().items()}
 
+    def _unconstrained_value(self, name: str, value) -> tf.Tensor:
+        """`bijector.inverse(value)` for component `name`; a KeyError naming the known ones if unknown."""
+        if name not in self._variables:
+            raise KeyError(f"Unknown simulator parameter {name!r}; known: {self.parameter_names}.")
+        return self._bijectors[name].inverse(tf.cast(value, tf.float32))
+
     def set_constrained_parameters(self, values: dict) -> None:
         """Assigns psi from constrained values (used by search baselines)."""
         for name, value in values.items():
-            if name not in self._variables:
-                raise KeyError(f"Unknown simulator parameter {name!r}; known: {self.parameter_names}.")
-            self._variables[name].assign(self._bijectors[name].inverse(tf.convert_to_tensor(value, tf.float32)))
+            self._variables[name].assign(self._unconstrained_value(name, value))
+
+    @contextlib.contextmanager
+    def temporary_psi(self, constrained: dict | None = None, unconstrained=None):
+        """Sets psi for the duration of a `with` block, then restores the previous psi bit-exactly.
+
+        On entry the exact unconstrained values of every psi variable are saved
+        (`tf.identity` of each), then the new values are assigned; on exit, normal or by
+        an exception, the saved values are assigned back. Restoring the unconstrained
+        values (not a constrained round trip, which is not exact through e.g.
+        `SoftmaxCentered`) leaves a caller's psi trajectory unchanged. Inside a
+        `tf.function` it emits the reads and assigns as ops, which run in program order
+        (automatic control dependencies on the variables); no value leaves the graph.
+        A `WrappingSimulator` shares the wrapped simulator's variables, so either works.
+
+            with simulator.temporary_psi(constrained={"means": stored_means}):
+                log_prob = simulator.log_prob(latents)
+
+        Args:
+          constrained: `{name: constrained value}` for some or all psi components; the
+            others keep their current values.
+          unconstrained: one value per psi variable, in `psi_variables` order (tensors or
+            arrays of each variable's shape).
+
+        Yields:
+          This simulator.
+
+        Raises:
+          KeyError: for a name in `constrained` that is not a psi component (naming the
+            known ones), before anything is assigned.
+          ValueError: when both arguments are given, or `unconstrained` has the wrong length.
+        """
+        if constrained is not None and unconstrained is not None:
+            raise ValueError("temporary_psi takes constrained= or unconstrained=, not both.")
+        variables = self.psi_variables
+        if constrained is not None:
+            new_values = {name: self._unconstrained_value(name, value) for name, value in constrained.items()}
+        elif unconstrained is not None:
+            unconstrained = list(unconstrained)
+            if len(unconstrained) != len(variables):
+                raise ValueError(
+                    f"temporary_psi(unconstrained=...) needs {len(variables)} values (one per psi variable, in "
+                    f"psi_variables order: {self.parameter_names}); got {len(unconstrained)}."
+                )
+            new_values = dict(zip(self.parameter_names, unconstrained, strict=True))
+        else:
+            new_values = {}
+        saved = [tf.identity(variable) for variable in variables]
+        try:
+            for name, value in new_values.items():
+                self._variables[name].assign(tf.cast(value, self._variables[name].dtype))
+            yield self
+        finally:
+            for variable, value in zip(variables, saved, strict=True):
+                variable.assign(value)
 
     def search_space(self) -> dict[str, tuple]:
         """The search box of random search and Bayesian optimisation, by component.
@@ -188,7 +270,7 @@ class Simulator(tf.Module):
           constrained `bounds`.
 
         Raises:
-          ValueError: when a non-simplex component has no bounds (naming it).
+          ConfigError: when a non-simplex component has no bounds (naming it).
         """
         space = {}
         for name in self._variables:
@@ -196,11 +278,11 @@ class Simulator(tf.Module):
             if isinstance(self._bijectors[name], tfb.SoftmaxCentered):
                 space[name] = ("simplex", shape, None, None)
                 continue
-            if name not in self._bounds:
-                raise ValueError(
-                    f"Simulator parameter {name!r} has no bounds; pass bounds=(low, high) to add_parameter "
-                    "to make it searchable."
-                )
+            check(
+                name in self._bounds,
+                f"{type(self).__name__} psi parameter {name!r} has no bounds; pass bounds=(low, high) to "
+                "add_parameter to make it searchable.",
+            )
             low, high = self._bounds[name]
             space[name] = ("box", shape, float(low), float(high))
         return space
@@ -213,7 +295,7 @@ class Simulator(tf.Module):
         refuses the simulator, as it cannot read that space).
 
         Raises:
-          ValueError: when a component has no bounds (naming it).
+          ConfigError: when a component has no bounds (naming it).
         """
         values = {}
         for name, (kind, shape, low, high) in self.search_space().items():
@@ -287,9 +369,11 @@ class WrappingSimulator(Simulator):
     render_with_tf_ops = False
 
     def __init__(self, simulator, name: str):
-        """Args:
-        simulator: the simulator to wrap.
-        name: module name.
+        """Wraps `simulator`, sharing its psi state and output spec.
+
+        Args:
+          simulator: the simulator to wrap.
+          name: module name.
         """
         super().__init__(name=name)
         self.wrapped = simulator

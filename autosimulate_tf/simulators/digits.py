@@ -27,7 +27,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from autosimulate_tf.errors import check
 from autosimulate_tf.simulators.base import Simulator
+from autosimulate_tf.simulators.digit_glyphs import GLYPHS
 
 tfd = tfp.distributions
 
@@ -40,98 +42,7 @@ MAX_VARIANTS = 3  # style variants per digit; digits with fewer are padded with 
 MASKED_LOGIT = -1e9
 NUM_DISTORTION_MODES = 3  # random sinusoidal modes per displacement axis
 DISTORTION_FREQUENCY = 1.0  # std of a mode's spatial frequency, in cycles per glyph height
-
-
-def _arc(cx, cy, rx, ry, start_deg, end_deg, step_deg=15.0) -> np.ndarray:
-    """Points of an elliptic arc in glyph coordinates (x right, y down, angles in degrees).
-
-    With y pointing down, 0 degrees is the right of the ellipse, 90 its bottom and
-    270 (or -90) its top; the arc runs from `start_deg` to `end_deg` in either
-    direction. 15-degree steps keep a full-box circle within ~0.1 px of round.
-    """
-    num_points = max(2, math.ceil(abs(end_deg - start_deg) / step_deg) + 1)
-    angles = np.deg2rad(np.linspace(start_deg, end_deg, num_points))
-    return np.stack([cx + rx * np.cos(angles), cy + ry * np.sin(angles)], axis=1)
-
-
-def _poly(*parts) -> np.ndarray:
-    """One connected stroke from points `(x, y)` and/or point arrays, in drawing order."""
-    return np.concatenate([np.atleast_2d(np.asarray(part, dtype=np.float64)) for part in parts])
-
-
-# Stroke skeletons in a glyph box about 0.62 wide and 1 tall (x right, y down): the UCI
-# bitmaps are ~20 px wide and 32 px tall for every digit but 1. Each variant is a tuple of
-# strokes (polylines); the shapes follow how the UCI writers drew (thick 1s with a flag
-# and often a base, curly-bottomed 2s, flat-topped 3s, closed 4s, barred 7s, ...).
-GLYPHS = {
-    0: (
-        ("oval", (_arc(0.31, 0.5, 0.31, 0.5, -90, 270),)),
-        ("overshoot", (_poly(_arc(0.31, 0.5, 0.31, 0.5, -80, 285), (0.42, 0.12)),)),
-    ),
-    1: (
-        ("plain", (_poly((0.3, 0.0), (0.3, 1.0)),)),
-        ("flag", (_poly((0.06, 0.24), (0.3, 0.0), (0.3, 1.0)),)),
-        ("flag_base", (_poly((0.06, 0.24), (0.3, 0.0), (0.3, 1.0)), _poly((0.04, 1.0), (0.56, 1.0)))),
-    ),
-    2: (
-        ("plain", (_poly(_arc(0.31, 0.28, 0.29, 0.28, 200, 395), (0.0, 1.0), (0.62, 1.0)),)),
-        (
-            "curly",
-            (
-                _poly(
-                    _arc(0.31, 0.28, 0.29, 0.28, 200, 395),
-                    (0.12, 0.8),
-                    _arc(0.1, 0.88, 0.08, 0.08, 290, 30),
-                    (0.62, 0.97),
-                ),
-            ),
-        ),
-    ),
-    3: (
-        ("round", (_poly(_arc(0.3, 0.26, 0.28, 0.25, 200, 430), (0.18, 0.5), _arc(0.3, 0.74, 0.31, 0.26, 250, 520)),)),
-        ("flat_top", (_poly((0.02, 0.0), (0.58, 0.0), (0.22, 0.42), _arc(0.3, 0.71, 0.31, 0.29, 245, 520)),)),
-    ),
-    4: (
-        ("closed", (_poly((0.45, 0.0), (0.0, 0.66), (0.64, 0.66)), _poly((0.45, 0.0), (0.45, 1.0)))),
-        ("open", (_poly((0.08, 0.0), (0.0, 0.6), (0.64, 0.6)), _poly((0.48, 0.08), (0.48, 1.0)))),
-    ),
-    5: (
-        ("plain", (_poly((0.6, 0.0), (0.1, 0.0), (0.05, 0.45), _arc(0.3, 0.69, 0.3, 0.29, 215, 505)),)),
-        (
-            "separate_bar",
-            (
-                _poly((0.12, 0.02), (0.06, 0.42), _arc(0.29, 0.68, 0.31, 0.3, 225, 520)),
-                _poly((0.12, 0.02), (0.62, 0.0)),
-            ),
-        ),
-    ),
-    6: (
-        ("curved", (_poly(_arc(0.58, 0.62, 0.55, 0.62, 255, 150), _arc(0.33, 0.73, 0.27, 0.26, 150, -200)),)),
-        ("straight", (_poly((0.55, 0.0), (0.05, 0.72), _arc(0.31, 0.74, 0.26, 0.26, 165, -200)),)),
-    ),
-    7: (
-        ("plain", (_poly((0.0, 0.0), (0.62, 0.0), (0.22, 1.0)),)),
-        ("bar", (_poly((0.0, 0.0), (0.62, 0.0), (0.22, 1.0)), _poly((0.15, 0.52), (0.6, 0.52)))),
-        ("serif_bar", (_poly((0.0, 0.18), (0.0, 0.0), (0.62, 0.0), (0.22, 1.0)), _poly((0.15, 0.52), (0.6, 0.52)))),
-    ),
-    8: (
-        ("stacked", (_arc(0.31, 0.25, 0.23, 0.25, -90, 270), _arc(0.31, 0.74, 0.29, 0.26, -90, 270))),
-        (
-            "crossed",
-            (_poly(_arc(0.31, 0.25, 0.24, 0.25, -20, -220), _arc(0.31, 0.74, 0.29, 0.26, -40, 220), (0.535, 0.16)),),
-        ),
-    ),
-    9: (
-        ("straight", (_arc(0.3, 0.28, 0.29, 0.28, 0, 360), _poly((0.59, 0.28), (0.56, 1.0)))),
-        (
-            "hooked",
-            (
-                _arc(0.3, 0.26, 0.29, 0.26, 0, 360),
-                _poly((0.59, 0.26), (0.58, 0.72), _arc(0.34, 0.72, 0.24, 0.26, 0, 150)),
-            ),
-        ),
-    ),
-}
+# The stroke skeletons (`GLYPHS`, a data table) live in `digit_glyphs`.
 NUM_CLASSES = len(GLYPHS)
 VARIANT_NAMES = tuple(f"{digit}_{name}" for digit, variants in GLYPHS.items() for name, _ in variants)
 VARIANT_COUNTS = tuple(len(GLYPHS[digit]) for digit in range(NUM_CLASSES))
@@ -244,8 +155,7 @@ def _displacement(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     phases = rng.uniform(0.0, 2.0 * np.pi, size=(2, NUM_DISTORTION_MODES))
     amplitudes = rng.normal(0.0, 1.0, size=(2, NUM_DISTORTION_MODES))
     waves = np.sin(2.0 * np.pi * np.einsum("amd,pd->apm", frequencies, points) + phases[:, None, :])
-    field = np.sqrt(2.0 / NUM_DISTORTION_MODES) * np.einsum("apm,am->pa", waves, amplitudes)
-    return field
+    return np.sqrt(2.0 / NUM_DISTORTION_MODES) * np.einsum("apm,am->pa", waves, amplitudes)
 
 
 def _rasterise(points: np.ndarray, glyph: _CompiledGlyph, radius: float) -> np.ndarray:
@@ -398,12 +308,12 @@ class ProceduralDigitsSimulator(Simulator):
     ================  =======================================  ==============  ======  =====
 
     The ranges of rotation, shear, size, aspect, shift and stroke width are the ones the
-    benchmark's issue fixed; distortion and noise, which it leaves open, were set by hand in
-    the same spirit (a mild bend, 1-10 flipped pixels per 32x32 bitmap) before any render
-    was compared with the real digits. `ink_exponent` was added later (session 13), after
-    the real validation digits showed nearly the same ink in every class: its default is
-    "off" (about 0: the stroke width does not depend on the glyph), which leaves the hand-set
-    default as it was, and tuning may turn it on.
+    benchmark specifies; distortion and noise, which it leaves open, are set by hand in the
+    same spirit (a mild bend, 1-10 flipped pixels per 32x32 bitmap), without reference to
+    the real digits. `ink_exponent` exists because the real digits carry nearly the same
+    ink in every class (a short glyph such as a 1 is drawn with a wider stroke than an 8);
+    its default is "off" (about 0: the stroke width does not depend on the glyph), and
+    tuning may turn it on.
 
     Rendering (numpy, `render_with_tf_ops = False`): see `render_bitmap`; natural values
     are clipped to `Factor.clip` so that no psi in or out of the search box breaks a render.
@@ -415,18 +325,25 @@ class ProceduralDigitsSimulator(Simulator):
     render_with_tf_ops = False
 
     def __init__(self, logit_bound: float = 4.0, tune_class_prior: bool = True, name: str = "procedural_digits"):
-        """Args:
-        logit_bound: search box `[-logit_bound, logit_bound]` of the class and variant logits.
-        tune_class_prior: whether `class_logits` is part of psi. False fixes the class
-          prior at uniform (the real digits are class-balanced). Measured on the
-          digits benchmark, fixing it did *worse* (median real test accuracy 0.850
-          against 0.886 tuned; benchmarks/RESULTS.md), although the tuned prior
-          moves far from uniform.
-        name: module name.
+        """Builds the simulator at the untuned default psi.
+
+        Args:
+          logit_bound: search box `[-logit_bound, logit_bound]` of the class and variant logits.
+          tune_class_prior: whether `class_logits` is part of psi. False fixes the class
+            prior at uniform (the real digits are class-balanced). Measured on the
+            digits benchmark, fixing it did *worse* (median real test accuracy 0.850
+            against 0.886 tuned; benchmarks/RESULTS.md), although the tuned prior
+            moves far from uniform.
+          name: module name.
+
+        Raises:
+          ConfigError: when `logit_bound` is not a finite number > 0.
         """
         super().__init__(name=name)
-        if not (np.isfinite(logit_bound) and logit_bound > 0):
-            raise ValueError(f"logit_bound={logit_bound} must be a finite number > 0.")
+        check(
+            bool(np.isfinite(logit_bound) and logit_bound > 0),
+            f"ProceduralDigitsSimulator.logit_bound={logit_bound} must be a finite number > 0.",
+        )
         self.tune_class_prior = bool(tune_class_prior)
         if self.tune_class_prior:
             self.add_parameter("class_logits", np.zeros(NUM_CLASSES, np.float32), bounds=(-logit_bound, logit_bound))

@@ -5,7 +5,7 @@ For the library's reliability tests and for users' own smoke tests:
     FaultInjectingSimulator.simulator = @GaussianMixtureSimulator()
     FaultInjectingSimulator.raise_rate = 0.05
     FaultInjectingSimulator.nan_rate = 0.05
-    AutoSimulateTrainer.simulator = @FaultInjectingSimulator()
+    Problem.simulator = @FaultInjectingSimulator()
 
 Whether a sample fails is a deterministic function of its latent values and
 `seed`, so a faulty run is exactly reproducible (and restartable).
@@ -17,6 +17,7 @@ import time
 import gin
 import numpy as np
 
+from autosimulate_tf.errors import check
 from autosimulate_tf.simulators.base import WrappingSimulator
 
 FAULT_KINDS = ("raise", "nan", "inf", "wrong_shape", "hang")
@@ -42,17 +43,22 @@ class FaultInjectingSimulator(WrappingSimulator):
         seed: int = 0,
         name: str = "fault_injecting",
     ):
-        """Args:
-        simulator: the simulator to wrap.
-        raise_rate: probability a render raises `InjectedRenderError`.
-        nan_rate: probability the observation is all NaN.
-        inf_rate: probability the observation contains +Inf.
-        wrong_shape_rate: probability the observation has an extra row.
-        hang_rate: probability the render sleeps `hang_s` seconds first (a hang,
-          caught by the pipeline's `render_timeout_s`).
-        hang_s: length of a hang.
-        seed: salt of the deterministic per-latent fault decision.
-        name: module name.
+        """Wraps `simulator`, corrupting each render with the given probabilities.
+
+        Args:
+          simulator: the simulator to wrap.
+          raise_rate: probability a render raises `InjectedRenderError`.
+          nan_rate: probability the observation is all NaN.
+          inf_rate: probability the observation contains +Inf.
+          wrong_shape_rate: probability the observation has an extra row.
+          hang_rate: probability the render sleeps `hang_s` seconds first (a hang,
+            caught by the pipeline's `render_timeout_s`).
+          hang_s: length of a hang (>= 0).
+          seed: salt of the deterministic per-latent fault decision.
+          name: module name.
+
+        Raises:
+          ConfigError: for a rate outside [0, 1], rates summing to more than 1 or a bad `hang_s`.
         """
         rates = {
             "raise": raise_rate,
@@ -62,10 +68,16 @@ class FaultInjectingSimulator(WrappingSimulator):
             "hang": hang_rate,
         }
         for kind, rate in rates.items():
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"FaultInjectingSimulator.{kind}_rate={rate} must be in [0, 1].")
-        if sum(rates.values()) > 1.0:
-            raise ValueError(f"FaultInjectingSimulator rates sum to {sum(rates.values())} > 1.")
+            check(0.0 <= rate <= 1.0, f"FaultInjectingSimulator.{kind}_rate={rate} must be in [0, 1].")
+        check(
+            sum(rates.values()) <= 1.0,
+            f"FaultInjectingSimulator rates ({', '.join(f'{kind}_rate' for kind in rates)}) sum to "
+            f"{sum(rates.values())}; they must sum to at most 1.",
+        )
+        check(
+            bool(np.isfinite(hang_s) and hang_s >= 0),
+            f"FaultInjectingSimulator.hang_s={hang_s} must be a finite number >= 0.",
+        )
         super().__init__(simulator, name=name)
         self.rates = rates
         self.hang_s = float(hang_s)

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from autosimulate_tf.errors import check
 from autosimulate_tf.simulators.base import Simulator
 
 tfd = tfp.distributions
@@ -38,25 +39,42 @@ class GaussianMixtureSimulator(Simulator):
         mean_bound: float = 4.0,
         name: str = "gaussian_mixture",
     ):
-        """Args:
-        initial_means: `[components, 2]` initial means (psi at iteration 0).
-        component_classes: class label of each component.
-        noise_scale: standard deviation of each component (fixed, not psi).
-        mean_bound: search box `[-mean_bound, mean_bound]` for search baselines.
-        name: module name.
+        """Builds the mixture; psi starts at `initial_means`.
+
+        Args:
+          initial_means: `[components, 2]` initial means (psi at iteration 0).
+          component_classes: class label of each component.
+          noise_scale: standard deviation of each component (fixed, not psi).
+          mean_bound: search box `[-mean_bound, mean_bound]` for search baselines.
+          name: module name.
+
+        Raises:
+          ConfigError: for a bad argument, naming it.
         """
         super().__init__(name=name)
         initial_means = np.asarray(initial_means, dtype=np.float32)
-        if initial_means.ndim != 2 or initial_means.shape[1] != 2:
-            raise ValueError(f"initial_means must have shape [components, 2]; got {initial_means.shape}.")
-        if len(component_classes) != initial_means.shape[0]:
-            raise ValueError(
-                f"component_classes has {len(component_classes)} entries for {initial_means.shape[0]} means."
-            )
-        if not (np.isfinite(noise_scale) and noise_scale > 0):
-            raise ValueError(f"noise_scale={noise_scale} must be a finite number > 0.")
-        if any(label not in range(self.num_classes) for label in component_classes):
-            raise ValueError(f"component_classes={component_classes} must be class indices in [0, {self.num_classes}).")
+        check(
+            initial_means.ndim == 2 and initial_means.shape[1] == 2,
+            f"GaussianMixtureSimulator.initial_means must have shape [components, 2]; got {initial_means.shape}.",
+        )
+        check(
+            len(component_classes) == initial_means.shape[0],
+            f"GaussianMixtureSimulator.component_classes has {len(component_classes)} entries for "
+            f"{initial_means.shape[0]} means.",
+        )
+        check(
+            bool(np.isfinite(noise_scale) and noise_scale > 0),
+            f"GaussianMixtureSimulator.noise_scale={noise_scale} must be a finite number > 0.",
+        )
+        check(
+            all(label in range(self.num_classes) for label in component_classes),
+            f"GaussianMixtureSimulator.component_classes={component_classes} must be class indices in "
+            f"[0, {self.num_classes}).",
+        )
+        check(
+            bool(np.isfinite(mean_bound) and mean_bound > 0),
+            f"GaussianMixtureSimulator.mean_bound={mean_bound} must be a finite number > 0.",
+        )
         self.noise_scale = float(noise_scale)
         self.component_classes = tf.constant(component_classes, dtype=tf.int32)
         self.num_components = initial_means.shape[0]

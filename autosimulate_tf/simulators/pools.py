@@ -11,7 +11,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from autosimulate_tf.data.real import sample_xor_mixture
+from autosimulate_tf.errors import check
 from autosimulate_tf.simulators.base import Simulator
+from autosimulate_tf.simulators.domains import constrained_value_problem, show
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -45,8 +47,7 @@ def xor_pools(
     rng = np.random.default_rng(seed)
     names, inputs, labels = [], [], []
     for index, kind in enumerate(kinds):
-        if kind not in POOL_KINDS:
-            raise ValueError(f"xor_pools.kinds[{index}]={kind!r} is not one of {POOL_KINDS}.")
+        check(kind in POOL_KINDS, f"xor_pools.kinds[{index}]={kind!r} is not one of {POOL_KINDS}.")
         x, y = sample_xor_mixture(pool_size, rng)
         if kind == "label_noise":
             replace = rng.random(pool_size) < label_noise
@@ -70,10 +71,16 @@ class CategoricalPoolsSimulator(Simulator):
     render_with_tf_ops = True
 
     def __init__(self, pools=None, initial_probabilities=None, name: str = "categorical_pools"):
-        """Args:
-        pools: `(names, inputs [K, M, ...], labels [K, M])`; `xor_pools()` when None.
-        initial_probabilities: initial pool probabilities (uniform when None).
-        name: module name.
+        """Builds the simulator over `pools`, psi starting at `initial_probabilities`.
+
+        Args:
+          pools: `(names, inputs [K, M, ...], labels [K, M])`; `xor_pools()` when None.
+          initial_probabilities: initial pool probabilities, K numbers > 0 summing to 1
+            (uniform when None).
+          name: module name.
+
+        Raises:
+          ConfigError: when `initial_probabilities` is not a probability vector over the K pools.
         """
         super().__init__(name=name)
         names, inputs, labels = pools if pools is not None else xor_pools()
@@ -84,18 +91,16 @@ class CategoricalPoolsSimulator(Simulator):
         self._labels = tf.constant(labels, tf.int32)
         if initial_probabilities is None:
             initial_probabilities = np.full([self.num_pools], 1.0 / self.num_pools, np.float32)
-        initial_probabilities = np.asarray(initial_probabilities, np.float32)
-        if initial_probabilities.shape != (self.num_pools,) or np.any(initial_probabilities <= 0):
-            raise ValueError(
-                f"initial_probabilities must be {self.num_pools} positive numbers; got {initial_probabilities}."
-            )
         # SoftmaxCentered keeps psi on the simplex whatever the optimizer does.
-        self.add_parameter(
-            "pool_probabilities",
-            initial_probabilities / initial_probabilities.sum(),
-            bijector=tfb.SoftmaxCentered(),
-            bounds=(0.0, 1.0),
+        bijector = tfb.SoftmaxCentered()
+        setting = f"CategoricalPoolsSimulator.initial_probabilities={show(initial_probabilities)}"
+        check(
+            np.shape(initial_probabilities) == (self.num_pools,),
+            f"{setting} must be {self.num_pools} probabilities, one per pool.",
         )
+        problem = constrained_value_problem(initial_probabilities, bijector)
+        check(problem is None, f"{setting} is not allowed: {problem}.")
+        self.add_parameter("pool_probabilities", initial_probabilities, bijector=bijector, bounds=(0.0, 1.0))
 
     def latent_distribution(self):
         """`pool ~ Categorical(psi)`, `index ~ Uniform{0..M-1}`."""

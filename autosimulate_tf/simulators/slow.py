@@ -7,7 +7,7 @@ renderers that motivate the process and Ray backends:
 
     SlowRenderSimulator.simulator = @GaussianMixtureSimulator()
     SlowRenderSimulator.work_ms = 5.0
-    AutoSimulateTrainer.simulator = @SlowRenderSimulator()
+    Problem.simulator = @SlowRenderSimulator()
     render_latents.backend = @ProcessPoolBackend()
 
 The amount of work is a fixed iteration count (calibrated once, on the 2-core
@@ -19,6 +19,7 @@ wall time differs.
 import gin
 import numpy as np
 
+from autosimulate_tf.errors import check
 from autosimulate_tf.simulators.base import WrappingSimulator
 
 # Iterations of `busy_work` per millisecond, measured on the 2-core development machine
@@ -43,16 +44,23 @@ class SlowRenderSimulator(WrappingSimulator):
     """Wraps a simulator; shares its psi and latent distribution, makes each render cost ~`work_ms` of CPU."""
 
     def __init__(self, simulator=gin.REQUIRED, work_ms: float = 5.0, name: str = "slow_render"):
-        """Args:
-        simulator: the simulator to wrap. Its `render` is called with one numpy
-          latent; a TF-op render (e.g. `GaussianMixtureSimulator`) runs eagerly and
-          its outputs are converted to numpy (as in `FaultInjectingSimulator`).
-        work_ms: pure-Python CPU work per render, in milliseconds on the reference
-          machine (>= 0).
-        name: module name.
+        """Wraps `simulator`, adding about `work_ms` of GIL-bound work to every render.
+
+        Args:
+          simulator: the simulator to wrap. Its `render` is called with one numpy
+            latent; a TF-op render (e.g. `GaussianMixtureSimulator`) runs eagerly and
+            its outputs are converted to numpy (as in `FaultInjectingSimulator`).
+          work_ms: pure-Python CPU work per render, in milliseconds on the reference
+            machine (>= 0).
+          name: module name.
+
+        Raises:
+          ConfigError: when `work_ms` is negative or not finite.
         """
-        if not (np.isfinite(work_ms) and work_ms >= 0):
-            raise ValueError(f"SlowRenderSimulator.work_ms={work_ms} must be a finite number >= 0.")
+        check(
+            bool(np.isfinite(work_ms) and work_ms >= 0),
+            f"SlowRenderSimulator.work_ms={work_ms} must be a finite number >= 0.",
+        )
         super().__init__(simulator, name=name)
         self.work_ms = float(work_ms)
         self.work_iterations = round(self.work_ms * ITERATIONS_PER_MS)

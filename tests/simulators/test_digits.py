@@ -22,6 +22,7 @@ from sklearn.svm import SVC
 
 from autosimulate_tf.data import render_latents
 from autosimulate_tf.data.digits import uci_digits_real_data
+from autosimulate_tf.errors import ConfigError
 from autosimulate_tf.simulators.digits import (
     FACTOR_NAMES,
     GLYPHS,
@@ -53,6 +54,7 @@ DOCUMENTED_DEFAULT_RANGES = {
 
 
 def documented_moments(name):
+    """`(mean, std)` in latent units of the documented uniform default range of factor `name`."""
     low, high, log_space = DOCUMENTED_DEFAULT_RANGES[name]
     if log_space:
         low, high = math.log(low), math.log(high)
@@ -68,6 +70,7 @@ def mean_factors(**overrides):
 
 
 def classifier():
+    """The SVC used to check that renders are distinguishable and transfer to the real digits."""
     return SVC(C=10.0, gamma="scale")
 
 
@@ -254,7 +257,7 @@ def test_random_parameters_give_valid_latents_and_renders():
 
 
 def test_constructor_rejects_a_bad_logit_bound():
-    with pytest.raises(ValueError, match="logit_bound"):
+    with pytest.raises(ConfigError, match=r"ProceduralDigitsSimulator\.logit_bound=0\.0 must be"):
         ProceduralDigitsSimulator(logit_bound=0.0)
 
 
@@ -279,9 +282,11 @@ def test_default_renders_transfer_to_the_real_uci_test_split(default_renders):
 
 
 def test_ink_exponent_one_evens_out_the_ink_of_short_and_long_glyphs():
-    """`ink_exponent` 0 keeps the stroke width (a plain 1 has far less ink than an 8); 1 scales the width
-    by skeleton length, so both carry about the same ink, as the real UCI digits do."""
-    from autosimulate_tf.simulators.digits import render_bitmap
+    """`ink_exponent` 1 gives a short and a long glyph about the same ink; 0 keeps the stroke width.
+
+    At 0 a plain 1 has far less ink than an 8; 1 scales the width by skeleton length, so
+    both carry about the same ink, as the real UCI digits do.
+    """
 
     def ink(digit, exponent):
         factors = mean_factors(log_thickness=math.log(3.0), log_distortion=-30.0, ink_exponent=exponent)

@@ -3,7 +3,7 @@
 Covers the shapes and dtypes of `sample_latents` under a stateless seed and its
 reproducibility, `log_prob` against the closed form `log(1/K) + sum_d log N(x_d; mean_d, s)`,
 `render` on single latents, that psi is exactly the `means` variable, the constrained
-parameter round trip, the `ValueError`s of the constructor, and (Monte Carlo, 4 standard
+parameter round trip, the `ConfigError`s of the constructor, and (Monte Carlo, 4 standard
 errors) that each component's points are centred on its mean.
 """
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from autosimulate_tf.errors import ConfigError
 from autosimulate_tf.simulators import GaussianMixtureSimulator
 from autosimulate_tf.simulators.gmm import DEFAULT_COMPONENT_CLASSES, DEFAULT_INITIAL_MEANS
 
@@ -19,6 +20,7 @@ MEANS = np.array(DEFAULT_INITIAL_MEANS, np.float32)
 
 
 def normal_log_density(x, mean, scale):
+    """`log N(x; mean, scale^2)`, elementwise."""
     return -0.5 * np.square((x - mean) / scale) - np.log(scale) - 0.5 * np.log(2.0 * np.pi)
 
 
@@ -129,22 +131,27 @@ def test_constrained_parameters_round_trip():
         ({"component_classes": (0, 1, 1)}, "component_classes has 3 entries for 4 means"),
         ({"noise_scale": 0.0}, "noise_scale=0.0 must be a finite number > 0"),
         ({"noise_scale": -1.0}, "noise_scale=-1.0 must be a finite number > 0"),
-        ({"initial_means": ((np.nan, 0.0), (1.0, 1.0)), "component_classes": (0, 1)}, "not finite"),
+        (
+            {"initial_means": ((np.nan, 0.0), (1.0, 1.0)), "component_classes": (0, 1)},
+            r"GaussianMixtureSimulator psi parameter 'means': .* not finite",
+        ),
+        ({"mean_bound": 0.0}, r"GaussianMixtureSimulator\.mean_bound=0\.0 must be a finite number > 0"),
+        ({"mean_bound": float("inf")}, r"GaussianMixtureSimulator\.mean_bound=inf must be a finite number > 0"),
     ],
 )
 def test_constructor_rejects_bad_arguments_with_a_helpful_message(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         GaussianMixtureSimulator(**kwargs)
 
 
 @pytest.mark.parametrize("noise_scale", [float("nan"), float("inf")])
 def test_constructor_rejects_non_finite_noise_scale(noise_scale):
-    with pytest.raises(ValueError, match="noise_scale"):
+    with pytest.raises(ConfigError, match=r"GaussianMixtureSimulator\.noise_scale="):
         GaussianMixtureSimulator(noise_scale=noise_scale)
 
 
 def test_constructor_rejects_component_classes_outside_the_classes():
-    with pytest.raises(ValueError, match="component_classes"):
+    with pytest.raises(ConfigError, match=r"GaussianMixtureSimulator\.component_classes="):
         GaussianMixtureSimulator(component_classes=(0, 1, 2, 3))
 
 

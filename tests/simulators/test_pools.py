@@ -5,15 +5,18 @@ simplex whatever value the unconstrained variable takes, that rendering looks up
 `(pool, index)` in the pool arrays, that sampled pool frequencies match psi (binomial,
 4 standard errors), that each pool kind of `xor_pools` is what it claims to be (compared
 with a clean pool built from the same seed and with the clean rule sign(x0 * x1) > 0 ->
-class 0), and the `ValueError`s for unknown kinds and bad initial probabilities.
+class 0), and the `ConfigError`s for unknown kinds and bad initial probabilities (which are
+refused, never renormalised).
 """
 
 import math
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from autosimulate_tf.errors import ConfigError
 from autosimulate_tf.simulators import CategoricalPoolsSimulator, xor_pools
 
 SEED = tf.constant([1, 2])
@@ -30,6 +33,7 @@ def rule_labels(inputs):
 
 
 def assert_fraction_close(observed_fraction, expected_fraction, num_trials):
+    """Asserts a binomial fraction within 4 standard errors of its expectation."""
     standard_error = np.sqrt(expected_fraction * (1.0 - expected_fraction) / num_trials)
     assert abs(observed_fraction - expected_fraction) < 4 * standard_error, (observed_fraction, expected_fraction)
 
@@ -62,12 +66,17 @@ def test_simulator_exposes_the_pool_geometry():
     assert simulator.psi_variables[0].shape == (4,), "SoftmaxCentered: K - 1 unconstrained numbers"
 
 
-def test_initial_probabilities_default_to_uniform_and_are_normalised():
+def test_initial_probabilities_default_to_uniform_and_are_used_as_given():
     pools = xor_pools(pool_size=10)
     uniform = CategoricalPoolsSimulator(pools=pools).constrained_parameters()["pool_probabilities"]
     np.testing.assert_allclose(uniform, np.full(5, 0.2), atol=1e-6)
-    scaled = CategoricalPoolsSimulator(pools=pools, initial_probabilities=10 * PROBABILITIES)
-    np.testing.assert_allclose(scaled.constrained_parameters()["pool_probabilities"], PROBABILITIES, atol=1e-6)
+    given = CategoricalPoolsSimulator(pools=pools, initial_probabilities=PROBABILITIES)
+    np.testing.assert_allclose(given.constrained_parameters()["pool_probabilities"], PROBABILITIES, atol=1e-6)
+
+
+def test_unnormalised_initial_probabilities_are_refused_not_renormalised():
+    with pytest.raises(ConfigError, match=r"initial_probabilities=.*sum to 10 \(divide by the sum"):
+        CategoricalPoolsSimulator(pools=xor_pools(pool_size=10), initial_probabilities=10 * PROBABILITIES)
 
 
 def test_pool_probabilities_stay_on_the_simplex_for_any_unconstrained_value():
@@ -174,20 +183,21 @@ def test_shifted_pool_translates_the_inputs():
 
 
 def test_unknown_kind_raises_naming_the_kind():
-    with pytest.raises(ValueError, match=r"kinds\[1\]='noisy'"):
+    with pytest.raises(ConfigError, match=r"kinds\[1\]='noisy'"):
         xor_pools(kinds=("clean", "noisy"), pool_size=10)
 
 
 @pytest.mark.parametrize(
     ("initial_probabilities", "message"),
     [
-        ([0.5, 0.5], "must be 5 positive numbers"),
-        ([0.2, 0.2, 0.2, 0.2, 0.0], "must be 5 positive numbers"),
-        ([0.5, 0.3, 0.3, 0.1, -0.2], "must be 5 positive numbers"),
-        ([[0.2] * 5], "must be 5 positive numbers"),
+        ([0.5, 0.5], "must be 5 probabilities, one per pool"),
+        ([[0.2] * 5], "must be 5 probabilities, one per pool"),
+        ([0.2, 0.2, 0.2, 0.2, 0.0], r"entries \[0\.\] are <= 0"),
+        ([0.5, 0.3, 0.3, 0.1, -0.2], r"entries \[-0\.2\] are <= 0"),
         ([0.2, 0.2, np.nan, 0.2, 0.2], "not finite"),
     ],
 )
-def test_bad_initial_probabilities_raise(initial_probabilities, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_initial_probabilities_raise_naming_the_setting(initial_probabilities, message):
+    with pytest.raises(ConfigError, match=r"CategoricalPoolsSimulator\.initial_probabilities=") as raised:
         CategoricalPoolsSimulator(pools=xor_pools(pool_size=10), initial_probabilities=initial_probabilities)
+    assert re.search(message, str(raised.value)), str(raised.value)
