@@ -8,6 +8,7 @@ import numpy as np
 
 from autosimulate_tf.data import xor_mixture_real_data
 from autosimulate_tf.models import mlp
+from autosimulate_tf.problem import Problem
 from autosimulate_tf.train import AutoSimulateTrainer
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
@@ -25,9 +26,8 @@ def test_readme_simulator_example_trains():
     with gin.unlock_config():
         exec(readme_simulator_example(), namespace)
     simulator = namespace["BlobSimulator"]()
-    trainer = AutoSimulateTrainer(
-        simulator=simulator, real_data=xor_mixture_real_data(), model_fn=mlp, num_samples=40, num_initial_inner_steps=10
-    )
+    problem = Problem(simulator=simulator, real_data=xor_mixture_real_data(), model_fn=mlp)
+    trainer = AutoSimulateTrainer(problem=problem, num_samples=40, num_initial_inner_steps=10)
     before = simulator.constrained_parameters()
     metrics = trainer.step()
     after = simulator.constrained_parameters()

@@ -118,8 +118,9 @@ class ReuseBuffer(tf.Module):
         store(self.log_q, log_q)
         tf.nest.map_structure(store, self.latents, latents)
         self.count[slot].assign(count)
-        for stored, variable in zip(self.psi, self._simulator.psi_variables, strict=True):
-            stored[slot].assign(variable)
+        if self.weighting == MIXTURE:
+            for stored, variable in zip(self.psi, self._simulator.psi_variables, strict=True):
+                stored[slot].assign(variable)
 
     def _log_mixture_density(self, latents, log_p, count, order):
         """`log sum_k (n_k / n) p(c | psi_k)` over the W stored psi and the current one, for every latent.

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from autosimulate_tf.hypergrad import TaskObjective, estimate_hypergradient, solvers
+from autosimulate_tf.hypergrad import GeneratedData, HypergradientEstimator, TaskObjective, solvers
 from autosimulate_tf.simulators import Simulator
 
 tfd = tfp.distributions
@@ -86,21 +86,16 @@ def estimate(simulator, model, seed=SEED):
     model.trainable_variables[0].assign(theta)
     objective = TaskObjective(model, "squared_error", WEIGHT_DECAY)
     validation_inputs, validation_labels = validation_set()
-    result = estimate_hypergradient(
+    estimator = HypergradientEstimator(solver=solvers.exact, curvature="hessian", damping=0.0)
+    result = estimator.estimate(
         objective,
         simulator,
         objective.current_weights(),
-        inputs,
-        labels,
-        latents,
-        validation_inputs,
-        validation_labels,
-        solver=solvers.exact,
-        curvature="hessian",
-        damping=0.0,
+        GeneratedData(inputs, labels, latents),
+        (validation_inputs, validation_labels),
     )
     # Per-sample terms of the estimate -(w_i - b_i) grad log p(c_i) give its standard error.
-    weights = result.influence_weights.numpy()
+    weights = result.influence.numpy()
     baselines = (weights.sum() - weights) / (NUM_SAMPLES - 1)
     score = (latents["x"].numpy() - simulator.parameter("mean").numpy()) / INPUT_SCALE**2
     terms = -(weights - baselines)[:, None] * score

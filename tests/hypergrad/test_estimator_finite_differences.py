@@ -20,7 +20,8 @@ import tensorflow as tf
 from autosimulate_tf.hypergrad import (
     TaskObjective,
     curvature,
-    estimate_hypergradient,
+    GeneratedData,
+    HypergradientEstimator,
     solvers,
     tree_math,
 )
@@ -107,18 +108,9 @@ def test_score_function_estimate_matches_finite_differences():
     # The library's hypergradient at the converged theta, exact solver, full Hessian.
     simulator = GaussianMixtureSimulator(initial_means=MEANS, component_classes=CLASSES)
     latents = {"component": tf.constant(components, tf.int32), "point": tf.cast(inputs, tf.float32)}
-    result = estimate_hypergradient(
-        objective,
-        simulator,
-        weights,
-        inputs,
-        labels,
-        latents,
-        validation_inputs,
-        validation_labels,
-        solver=solvers.exact,
-        curvature="hessian",
-        damping=0.0,
+    estimator = HypergradientEstimator(solver=solvers.exact, curvature="hessian", damping=0.0)
+    result = estimator.estimate(
+        objective, simulator, weights, GeneratedData(inputs, labels, latents), (validation_inputs, validation_labels)
     )
     assert not bool(result.diagnostics["negative_curvature"]), "theta* must be a strict local minimum"
 
@@ -130,10 +122,10 @@ def test_score_function_estimate_matches_finite_differences():
         inputs_tape.watch(inputs)
         with tf.GradientTape() as epsilon_tape:
             epsilon_tape.watch(epsilon)
-            shifted = tree_math.axpy(epsilon, result.direction, weights)
+            shifted = tree_math.axpy(epsilon, result.z, weights)
             total_loss = tf.reduce_sum(objective.per_example_losses(shifted, inputs, labels))
         total_influence = epsilon_tape.gradient(total_loss, epsilon)
-    np.testing.assert_allclose(float(total_influence), result.influence_weights.numpy().sum(), rtol=1e-8)
+    np.testing.assert_allclose(float(total_influence), result.influence.numpy().sum(), rtol=1e-8)
     influence_input_gradient = inputs_tape.gradient(total_influence, inputs).numpy()
     pathwise_terms = np.zeros((NUM_SAMPLES, *MEANS.shape))
     pathwise_terms[np.arange(NUM_SAMPLES), components] = -influence_input_gradient
@@ -142,7 +134,7 @@ def test_score_function_estimate_matches_finite_differences():
 
     # 2. Score-function estimate vs finite differences, within Monte Carlo error.
     estimate = result.gradients[0].numpy()
-    weights_influence = result.influence_weights.numpy()
+    weights_influence = result.influence.numpy()
     baselines = (weights_influence.sum() - weights_influence) / (NUM_SAMPLES - 1)
     score_terms = np.zeros_like(pathwise_terms)
     score_terms[np.arange(NUM_SAMPLES), components] = -(weights_influence - baselines)[:, None] * noise

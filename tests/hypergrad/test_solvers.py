@@ -67,7 +67,7 @@ def test_conjugate_gradient_matches_numpy_solve(seed):
     iterations = int(result.iterations)
     assert 1 <= iterations <= SIZE
     # Without a warm start every iteration costs exactly one product.
-    assert int(result.num_matvecs) == iterations
+    assert int(result.hvp_count) == iterations
     assert not bool(result.negative_curvature)
 
 
@@ -80,7 +80,7 @@ def test_conjugate_gradient_warm_start_costs_one_extra_product():
     )
     np.testing.assert_allclose(to_numpy(result.solution), np.linalg.solve(matrix, rhs), rtol=1e-9, atol=1e-10)
     assert int(result.iterations) >= 1
-    assert int(result.num_matvecs) == int(result.iterations) + 1
+    assert int(result.hvp_count) == int(result.iterations) + 1
 
 
 def test_conjugate_gradient_truncated_is_inexact_and_counts_its_products():
@@ -89,7 +89,7 @@ def test_conjugate_gradient_truncated_is_inexact_and_counts_its_products():
     rhs = random_rhs(104)
     result = solvers.conjugate_gradient(dense_matvec(matrix), to_list(rhs), num_iterations=2, tolerance=1e-13)
     assert int(result.iterations) == 2
-    assert int(result.num_matvecs) == 2
+    assert int(result.hvp_count) == 2
     error = np.linalg.norm(to_numpy(result.solution) - np.linalg.solve(matrix, rhs))
     assert error > 1e-6
 
@@ -103,7 +103,7 @@ def test_conjugate_gradient_warm_started_at_the_solution_stops_immediately():
     )
     assert int(result.iterations) == 0
     # Only the product that computes the initial residual.
-    assert int(result.num_matvecs) == 1
+    assert int(result.hvp_count) == 1
     np.testing.assert_allclose(to_numpy(result.solution), solution, rtol=1e-12, atol=1e-14)
     assert not bool(result.negative_curvature)
 
@@ -117,7 +117,7 @@ def test_neumann_converges_to_numpy_solve(seed):
     errors = []
     for num_terms in (10, 50, 400):
         result = solvers.neumann(dense_matvec(matrix), to_list(rhs), num_terms=num_terms, step_size=step_size)
-        assert int(result.num_matvecs) == num_terms - 1
+        assert int(result.hvp_count) == num_terms - 1
         assert not bool(result.negative_curvature)
         errors.append(np.linalg.norm(to_numpy(result.solution) - expected))
     # The truncation error shrinks geometrically (factor 1 - lambda_min / lambda_max = 0.9 per term) ...
@@ -132,7 +132,7 @@ def test_neumann_single_term_is_scaled_rhs():
     rhs = random_rhs(106)
     result = solvers.neumann(dense_matvec(spd_matrix(6)), to_list(rhs), num_terms=1, step_size=0.25)
     np.testing.assert_allclose(to_numpy(result.solution), 0.25 * rhs, rtol=1e-15)
-    assert int(result.num_matvecs) == 0
+    assert int(result.hvp_count) == 0
 
 
 # Regression: Python-float coefficients used to be rounded to float32 before the cast.
@@ -149,7 +149,7 @@ def test_exact_matches_numpy_solve(seed):
     result = solvers.exact(dense_matvec(matrix), to_list(rhs))
     np.testing.assert_allclose(to_numpy(result.solution), np.linalg.solve(matrix, rhs), rtol=1e-10, atol=1e-12)
     assert [tuple(t.shape) for t in result.solution] == [tuple(s) for s in SHAPES]
-    assert int(result.num_matvecs) == SIZE
+    assert int(result.hvp_count) == SIZE
     assert not bool(result.negative_curvature)
 
 
@@ -171,7 +171,7 @@ def test_identity_returns_the_rhs():
 
     result = solvers.identity(counting_matvec, to_list(rhs), initial_guess=to_list(np.ones(SIZE)))
     np.testing.assert_array_equal(to_numpy(result.solution), rhs)
-    assert int(result.num_matvecs) == 0
+    assert int(result.hvp_count) == 0
     assert not calls
     assert not bool(result.negative_curvature)
 
@@ -202,7 +202,7 @@ def test_conjugate_gradient_negative_curvature_on_the_first_direction_keeps_the_
     result = solvers.conjugate_gradient(dense_matvec(matrix), to_list(rhs), num_iterations=SIZE, tolerance=1e-13)
     assert bool(result.negative_curvature)
     assert int(result.iterations) == 1
-    assert int(result.num_matvecs) == 1
+    assert int(result.hvp_count) == 1
     np.testing.assert_array_equal(to_numpy(result.solution), np.zeros(SIZE))
 
 
@@ -234,7 +234,7 @@ def test_solvers_inside_tf_function_match_eager():
         np.testing.assert_allclose(
             to_numpy(graph_result.solution), to_numpy(eager_result.solution), rtol=1e-12, atol=1e-13
         )
-        assert int(graph_result.num_matvecs) == int(eager_result.num_matvecs)
+        assert int(graph_result.hvp_count) == int(eager_result.hvp_count)
         assert int(graph_result.iterations) == int(eager_result.iterations)
         assert bool(graph_result.negative_curvature) == bool(eager_result.negative_curvature)
     # The graph-mode CG and exact solutions are the actual solution, not just equal to eager.

@@ -20,27 +20,13 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from autosimulate_tf import configs  # noqa: F401  (registers every library configurable)
+from autosimulate_tf import results_schema as schema
 from autosimulate_tf.data import keep_valid, render_latents
 from autosimulate_tf.simulators import Simulator
 from autosimulate_tf.train import train_autosimulate
 
 tfd = tfp.distributions
 
-RESULT_KEYS = {
-    "final_psi",
-    "val_accuracy",
-    "test_accuracy",
-    "val_loss",
-    "test_loss",
-    "outer_iterations",
-    "simulated_samples",
-    "dropped_samples",
-    "inner_steps",
-    "hvp_count",
-    "objective_evaluations",
-    "skipped_updates",
-    "wall_clock_s",
-}
 FAILURE_NOISE = 1.8  # render raises when the noise latent exceeds this (~3.6% of samples)
 INSTANCES = []  # every ThresholdSimulator built, so the test can read what its renderer saw
 
@@ -93,19 +79,19 @@ xor_mixture_real_data.seed = 2020
 mlp.hidden_units = (8,)
 mlp.activation = 'tanh'
 
-AutoSimulateTrainer.simulator = @ThresholdSimulator()
-AutoSimulateTrainer.real_data = @xor_mixture_real_data()
-AutoSimulateTrainer.model_fn = @mlp
-AutoSimulateTrainer.loss = 'softmax_cross_entropy'
+Problem.simulator = @ThresholdSimulator()
+Problem.real_data = @xor_mixture_real_data()
+Problem.model_fn = @mlp
+Problem.loss = 'softmax_cross_entropy'
 AutoSimulateTrainer.num_samples = 120
 AutoSimulateTrainer.num_inner_steps = 5
 AutoSimulateTrainer.num_initial_inner_steps = 20
 AutoSimulateTrainer.inner_batch_size = 32
 AutoSimulateTrainer.weight_decay = 1e-4
-AutoSimulateTrainer.curvature = 'gauss_newton'
-AutoSimulateTrainer.damping = 0.1
-AutoSimulateTrainer.solver = @conjugate_gradient
-AutoSimulateTrainer.baseline = 'leave_one_out'
+HypergradientEstimator.curvature = 'gauss_newton'
+HypergradientEstimator.damping = 0.1
+HypergradientEstimator.solver = @conjugate_gradient
+HypergradientEstimator.baseline = 'leave_one_out'
 AutoSimulateTrainer.seed = 0
 conjugate_gradient.num_iterations = 5
 
@@ -145,14 +131,14 @@ def test_user_simulator_trains_end_to_end_from_gin(tmp_path):
 
     (simulator,) = INSTANCES
     assert simulator.initial_shift == 0.25, "the gin binding must reach the user's constructor"
-    assert RESULT_KEYS <= set(results)
+    assert set(schema.RESULTS_KEYS) <= set(results)
     assert json.loads((tmp_path / "results.json").read_text()) == results
     assert [metrics["iteration"] for metrics in history] == [1, 2, 3]
 
     assert results["outer_iterations"] == 3
     assert results["objective_evaluations"] == 3
     assert results["simulated_samples"] == 3 * 120
-    assert results["inner_steps"] == 20 + 2 * 5
+    assert results["model_steps"] == 20 + 2 * 5
     assert results["skipped_updates"] == 0
     # Each outer iteration: CG warm start (1) + at most 5 iterations + residual (1).
     assert 3 * 2 <= results["hvp_count"] <= 3 * 7

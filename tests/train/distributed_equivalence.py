@@ -18,9 +18,17 @@ _CPU = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from autosimulate_tf.data import xor_mixture_real_data  # noqa: E402
-from autosimulate_tf.hypergrad import TaskObjective, curvature, estimate_hypergradient, influence, solvers  # noqa: E402
+from autosimulate_tf.hypergrad import (  # noqa: E402
+    GeneratedData,
+    HypergradientEstimator,
+    TaskObjective,
+    curvature,
+    influence,
+    solvers,
+)
 from autosimulate_tf.hypergrad.sharding import Sharding  # noqa: E402
 from autosimulate_tf.models import mlp  # noqa: E402
+from autosimulate_tf.problem import Problem  # noqa: E402
 from autosimulate_tf.simulators import GaussianMixtureSimulator  # noqa: E402
 from autosimulate_tf.train.trainer import AutoSimulateTrainer  # noqa: E402
 
@@ -64,10 +72,10 @@ def pieces(strategy) -> dict:
         influence.influence_weights(sharded, weights, inputs, labels, vector),
         influence.influence_weights(single, weights, inputs, labels, vector),
     )
+    estimator = HypergradientEstimator(solver=solvers.exact)
+    generated = GeneratedData(inputs, labels, latents)
     estimates = [
-        estimate_hypergradient(
-            objective, simulator, weights, inputs, labels, latents, val_inputs, val_labels, solver=solvers.exact
-        )
+        estimator.estimate(objective, simulator, weights, generated, (val_inputs, val_labels))
         for objective in (sharded, single)
     ]
     result["hypergradient"] = relative_difference(estimates[0].gradients, estimates[1].gradients)
@@ -80,9 +88,11 @@ def trainer_runs(strategy, num_iterations: int = 2) -> dict:
 
     def run(strategy_or_none):
         trainer = AutoSimulateTrainer(
-            simulator=GaussianMixtureSimulator(),
-            real_data=xor_mixture_real_data(num_validation=101, num_test=50),
-            model_fn=mlp,
+            problem=Problem(
+                simulator=GaussianMixtureSimulator(),
+                real_data=xor_mixture_real_data(num_validation=101, num_test=50),
+                model_fn=mlp,
+            ),
             num_samples=61,
             num_inner_steps=5,
             num_initial_inner_steps=20,
@@ -110,7 +120,7 @@ def trainer_runs(strategy, num_iterations: int = 2) -> dict:
         ),
         "counters_equal": all(
             distributed_history[-1][k] == single_history[-1][k]
-            for k in ("simulated_samples", "inner_steps", "hvp_count", "objective_evaluations")
+            for k in ("simulated_samples", "model_steps", "hvp_count", "objective_evaluations")
         ),
     }
 

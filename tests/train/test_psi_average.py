@@ -35,7 +35,7 @@ def test_tail_average_never_includes_the_initial_psi_and_rounds_up():
 
 @pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5, float("nan")])
 def test_tail_average_rejects_fractions_outside_the_unit_interval(fraction):
-    with pytest.raises(ValueError, match="final_psi_average_fraction"):
+    with pytest.raises(ValueError, match="psi_average_fraction"):
         psi_average.tail_average(ENTRIES, fraction)
 
 
@@ -50,7 +50,7 @@ def test_train_autosimulate_reports_the_averaged_psi_from_the_trajectory(tmp_pat
         ["toy_gmm.gin"],
         [
             "train_autosimulate.num_outer_iterations = 4",
-            "train_autosimulate.final_psi_average_fraction = 0.5",
+            "HandOff.psi_average_fraction = 0.5",
             "AutoSimulateTrainer.num_initial_inner_steps = 20",
         ],
     )
@@ -66,7 +66,7 @@ def test_train_autosimulate_reports_the_averaged_psi_from_the_trajectory(tmp_pat
 
 def test_train_autosimulate_rejects_a_bad_average_fraction_before_training(tmp_path):
     gin.clear_config()
-    configs.parse_gin(["toy_gmm.gin"], ["train_autosimulate.final_psi_average_fraction = 2.0"])
-    with pytest.raises(ValueError, match=r"final_psi_average_fraction=2\.0"):
+    configs.parse_gin(["toy_gmm.gin"], ["HandOff.psi_average_fraction = 2.0"])
+    with pytest.raises(ValueError, match=r"HandOff.psi_average_fraction=2\.0"):
         train_autosimulate(root_dir=str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()

@@ -1,5 +1,6 @@
 """Selecting the final psi by fresh-model validation accuracy: helpers, a real selection, the run."""
 
+import contextlib
 import json
 
 import gin
@@ -7,9 +8,10 @@ import numpy as np
 import pytest
 
 from autosimulate_tf import configs
-from autosimulate_tf.baselines.scratch_training import ScratchTrainingEvaluator
+from autosimulate_tf.problem import Problem
+from autosimulate_tf.train.scratch_training import ScratchTrainingEvaluator
 from autosimulate_tf.data.real import XOR_MEANS
-from autosimulate_tf.train import AutoSimulateTrainer, psi_selection, train_autosimulate
+from autosimulate_tf.train import psi_selection, train_autosimulate
 
 ENTRIES = [{"iteration": i, "scale": float(i)} for i in range(11)]
 
@@ -36,11 +38,18 @@ def test_psi_at_returns_the_recorded_psi_and_names_a_missing_iteration():
 
 
 class _RecordingSimulator:
+    """Holds a psi dict; `temporary_psi` swaps it in and back, as `Simulator.temporary_psi` does."""
+
     def __init__(self):
         self.psi = None
 
-    def set_constrained_parameters(self, psi):
-        self.psi = psi
+    @contextlib.contextmanager
+    def temporary_psi(self, constrained):
+        previous, self.psi = self.psi, constrained
+        try:
+            yield
+        finally:
+            self.psi = previous
 
 
 class _TableEvaluator:
@@ -53,7 +62,7 @@ class _TableEvaluator:
     def evaluate(self, seed):
         self.seeds.append(seed)
         psi = self.simulator.psi
-        return {"val_accuracy": psi["score"], "val_loss": psi["loss"], "test_accuracy": 0.0, "samples": 7, "time_s": 0}
+        return {"val_accuracy": psi["score"], "val_loss": psi["loss"], "test_accuracy": 0.0, "simulated_samples": 7, "wall_clock_s": 0}
 
 
 def test_select_psi_keeps_the_best_validation_accuracy_breaking_ties_by_loss():
@@ -68,7 +77,7 @@ def test_select_psi_keeps_the_best_validation_accuracy_breaking_ties_by_loss():
     best, table = psi_selection.select_psi(simulator, evaluator, candidates, seed=3)
     assert best == 2
     assert [row["candidate"] for row in table] == [10, 20, 30, "average"]
-    assert simulator.psi is candidates[2][1]  # left at the selected psi, not the last scored
+    assert simulator.psi is None  # every candidate was put in temporarily: psi is as it was
     assert evaluator.seeds == [3, 3, 3, 3]  # common random numbers across candidates
 
 
@@ -82,7 +91,7 @@ class _SeedDependentEvaluator(_TableEvaluator):
     def evaluate(self, seed):
         self.seeds.append(seed)
         score = self.simulator.psi["scores"][seed - self.first_seed]
-        return {"val_accuracy": score, "val_loss": 1 - score, "test_accuracy": score, "samples": 5, "time_s": 1.0}
+        return {"val_accuracy": score, "val_loss": 1 - score, "test_accuracy": score, "simulated_samples": 5, "wall_clock_s": 1.0}
 
 
 def test_select_psi_averages_several_seeds_per_candidate():
@@ -97,7 +106,7 @@ def test_select_psi_averages_several_seeds_per_candidate():
     assert evaluator.seeds == [4, 5, 6, 4, 5, 6], "the same seeds for every candidate"
     assert table[0]["val_accuracy"] == pytest.approx(0.7833333)
     assert table[0]["val_accuracy_per_seed"] == [0.95, 0.70, 0.70]
-    assert table[1]["samples"] == 15 and table[1]["time_s"] == 3.0
+    assert table[1]["simulated_samples"] == 15 and table[1]["wall_clock_s"] == 3.0
     with pytest.raises(ValueError, match="psi_selection_seeds=0"):
         psi_selection.select_psi(simulator, evaluator, candidates, seed=4, num_seeds=0)
 
@@ -106,17 +115,17 @@ def test_select_psi_prefers_the_xor_layout_on_the_gmm_toy():
     """A real selection: fresh MLPs tell the right mixture means from the initial ones."""
     gin.clear_config()
     configs.parse_gin(["toy_gmm.gin"], [])
-    trainer = AutoSimulateTrainer()
-    evaluator = ScratchTrainingEvaluator(**trainer.problem(), num_samples=200, num_steps=200, learning_rate=0.01)
-    initial = trainer.simulator.constrained_parameters()
+    problem = Problem()
+    evaluator = ScratchTrainingEvaluator(problem, num_samples=200, num_steps=200, learning_rate=0.01)
+    initial = problem.simulator.constrained_parameters()
     candidates = [("initial", initial), ("xor", {"means": XOR_MEANS}), ("initial again", initial)]
-    best, table = psi_selection.select_psi(trainer.simulator, evaluator, candidates, seed=0)
+    best, table = psi_selection.select_psi(problem.simulator, evaluator, candidates, seed=0)
     assert table[best]["candidate"] == "xor"
     # The initial layout scores near chance on the XOR data, the right one near the Bayes limit.
     assert table[0]["val_accuracy"] < 0.7 < 0.85 < table[1]["val_accuracy"]
     # Same seed, same psi: the same score (the comparison is not at the mercy of training noise).
     assert table[0]["val_accuracy"] == table[2]["val_accuracy"]
-    np.testing.assert_allclose(trainer.simulator.constrained_parameters()["means"], XOR_MEANS, atol=1e-5)
+    np.testing.assert_array_equal(problem.simulator.constrained_parameters()["means"], initial["means"])
 
 
 def test_train_autosimulate_selects_among_trajectory_psi_and_the_average(tmp_path):
@@ -125,9 +134,9 @@ def test_train_autosimulate_selects_among_trajectory_psi_and_the_average(tmp_pat
         ["toy_gmm.gin"],
         [
             "train_autosimulate.num_outer_iterations = 6",
-            "train_autosimulate.final_psi_average_fraction = 0.5",
-            "train_autosimulate.psi_selection_candidates = 3",
-            "train_autosimulate.psi_selection_seeds = 2",
+            "HandOff.psi_average_fraction = 0.5",
+            "HandOff.psi_selection_candidates = 3",
+            "HandOff.psi_selection_seeds = 2",
             "AutoSimulateTrainer.num_initial_inner_steps = 20",
             "selection/ScratchTrainingEvaluator.num_samples = 100",
             "selection/ScratchTrainingEvaluator.num_steps = 20",
@@ -139,7 +148,7 @@ def test_train_autosimulate_selects_among_trajectory_psi_and_the_average(tmp_pat
     best = max(table, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
     assert results["selected_psi_candidate"] == best["candidate"]
     assert all(len(row["val_accuracy_per_seed"]) == 2 for row in results["psi_selection"])
-    assert results["selection_samples"] == 4 * 2 * 100  # 3 iterates + the average, 2 models of 100 renders each
+    assert results["selection_simulated_samples"] == 4 * 2 * 100  # 3 iterates + the average, 2 models of 100 renders each
     trajectory = {
         e["iteration"]: e for e in map(json.loads, (tmp_path / "psi_trajectory.jsonl").read_text().splitlines())
     }
@@ -157,7 +166,7 @@ def test_train_autosimulate_selects_among_trajectory_psi_and_the_average(tmp_pat
 )
 def test_train_autosimulate_rejects_bad_selection_settings_before_training(binding, message, tmp_path):
     gin.clear_config()
-    configs.parse_gin(["toy_gmm.gin"], [f"train_autosimulate.{binding}"])
+    configs.parse_gin(["toy_gmm.gin"], [f"HandOff.{binding}"])
     with pytest.raises(ValueError, match=message):
         train_autosimulate(root_dir=str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
@@ -174,8 +183,8 @@ def test_train_autosimulate_can_hand_on_the_initial_psi_when_tuning_made_it_wors
             f"GaussianMixtureSimulator.initial_means = ({means})",
             "outer/keras.optimizers.Adam.learning_rate = 4.0",
             "train_autosimulate.num_outer_iterations = 3",
-            "train_autosimulate.psi_selection_candidates = 3",
-            "train_autosimulate.psi_selection_include_initial = True",
+            "HandOff.psi_selection_candidates = 3",
+            "HandOff.psi_selection_include_initial = True",
             "AutoSimulateTrainer.num_initial_inner_steps = 20",
             "selection/ScratchTrainingEvaluator.num_samples = 200",
             "selection/ScratchTrainingEvaluator.num_steps = 200",

@@ -10,6 +10,7 @@ import tensorflow as tf
 from autosimulate_tf import configs
 from autosimulate_tf.data.real import xor_mixture_real_data
 from autosimulate_tf.models import mlp
+from autosimulate_tf.problem import Problem
 from autosimulate_tf.simulators import GaussianMixtureSimulator
 from autosimulate_tf.simulators.faults import FaultInjectingSimulator
 from autosimulate_tf.train import AutoSimulateTrainer, train_autosimulate
@@ -32,7 +33,7 @@ def run(root_dir, bindings, history=None):
 def faulty(**rates):
     bindings = [
         "FaultInjectingSimulator.simulator = @GaussianMixtureSimulator()",
-        "AutoSimulateTrainer.simulator = @FaultInjectingSimulator()",
+        "Problem.simulator = @FaultInjectingSimulator()",
     ]
     return bindings + [f"FaultInjectingSimulator.{name} = {value}" for name, value in rates.items()]
 
@@ -60,9 +61,7 @@ def test_dropped_samples_leave_the_score_term_too():
     wrapped = GaussianMixtureSimulator()
     simulator = FaultInjectingSimulator(simulator=wrapped, raise_rate=0.2, nan_rate=0.1)
     trainer = AutoSimulateTrainer(
-        simulator=simulator,
-        real_data=xor_mixture_real_data(),
-        model_fn=mlp,
+        problem=Problem(simulator=simulator, real_data=xor_mixture_real_data(), model_fn=mlp),
         num_samples=80,
         num_initial_inner_steps=5,
         seed=3,
@@ -103,9 +102,7 @@ def test_non_finite_validation_gradient_skips_psi_updates_and_keeps_everything_f
     simulator = GaussianMixtureSimulator()
     initial = simulator.constrained_parameters()["means"].copy()
     trainer = AutoSimulateTrainer(
-        simulator=simulator,
-        real_data=poisoned,
-        model_fn=mlp,
+        problem=Problem(simulator=simulator, real_data=poisoned, model_fn=mlp),
         num_samples=50,
         num_initial_inner_steps=5,
         num_inner_steps=5,
@@ -116,7 +113,7 @@ def test_non_finite_validation_gradient_skips_psi_updates_and_keeps_everything_f
     assert metrics["skipped_updates"] == 3
     np.testing.assert_array_equal(simulator.constrained_parameters()["means"], initial)
     assert all(np.all(np.isfinite(v.numpy())) for v in trainer.model.trainable_variables)
-    assert all(np.all(np.isfinite(v.numpy())) for v in trainer.previous_direction)
+    assert all(np.all(np.isfinite(v.numpy())) for v in trainer.previous_z)
 
 
 def log_activation_model(input_shape, num_outputs, seed):
@@ -135,9 +132,7 @@ def log_activation_model(input_shape, num_outputs, seed):
 
 def test_non_finite_inner_gradients_never_reach_theta():
     trainer = AutoSimulateTrainer(
-        simulator=GaussianMixtureSimulator(),
-        real_data=xor_mixture_real_data(num_test=50),
-        model_fn=log_activation_model,
+        problem=Problem(simulator=GaussianMixtureSimulator(), real_data=xor_mixture_real_data(num_test=50), model_fn=log_activation_model),
         num_samples=50,
         num_initial_inner_steps=10,
     )
@@ -167,18 +162,16 @@ def test_a_psi_update_that_overflows_is_undone():
     import keras
 
     trainer = AutoSimulateTrainer(
-        simulator=GaussianMixtureSimulator(),
-        real_data=xor_mixture_real_data(num_validation=50, num_test=50),
-        model_fn=mlp,
+        problem=Problem(simulator=GaussianMixtureSimulator(), real_data=xor_mixture_real_data(num_validation=50, num_test=50), model_fn=mlp),
         num_samples=20,
         outer_optimizer=lambda: keras.optimizers.SGD(10.0),
     )
     before = [v.numpy().copy() for v in trainer.simulator.psi_variables]
     huge = [tf.fill(v.shape, -3e38) for v in trainer.simulator.psi_variables]  # 10 * 3e38 overflows float32
-    assert not trainer._update_psi(huge)
+    assert not trainer.apply_psi_update(huge)
     for variable, value in zip(trainer.simulator.psi_variables, before, strict=True):
         np.testing.assert_array_equal(variable.numpy(), value)
     small = [tf.fill(v.shape, 0.01) for v in trainer.simulator.psi_variables]
-    assert trainer._update_psi(small)
+    assert trainer.apply_psi_update(small)
     for variable, value in zip(trainer.simulator.psi_variables, before, strict=True):
         np.testing.assert_allclose(variable.numpy(), value - 0.1, rtol=1e-6)

@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 
 from autosimulate_tf import configs
+from autosimulate_tf.problem import Problem
+from autosimulate_tf.simulators import GaussianMixtureSimulator
+from autosimulate_tf.train.reuse import ReuseBuffer
 from autosimulate_tf.train import train_autosimulate
 
 TINY = [
@@ -40,11 +43,10 @@ def test_growing_reuse_dataset_is_traced_once():
 
     gin.clear_config()
     configs.parse_gin(["toy_gmm.gin"], TINY + ["AutoSimulateTrainer.reuse_iterations = 3"])
-    trainer = AutoSimulateTrainer()
+    trainer = AutoSimulateTrainer(problem=Problem())
     for _ in range(5):  # D_t: 10, 20, 30, 40, 40 samples
         trainer.step()
-    assert trainer._inner_train_fn.experimental_get_tracing_count() == 1
-    assert trainer._hypergradient_fn.experimental_get_tracing_count() == 1
+    assert trainer.tracing_counts() == {"inner_training": 1, "hypergradient": 1}
 
 
 def test_reuse_changes_the_trajectory(tmp_path):
@@ -102,27 +104,36 @@ def test_train_loss_with_example_weights_weights_each_example_and_reduces_to_the
     np.testing.assert_allclose(value, expected)
 
 
-def _trainer_with_reuse(bindings):
-    from autosimulate_tf.train import AutoSimulateTrainer
+class _Holder:
+    """What the tests below read: the simulator and the buffer under test."""
 
-    gin.clear_config()
-    configs.parse_gin(["toy_gmm.gin"], TINY + bindings)
-    return AutoSimulateTrainer()
+    def __init__(self, simulator, buffer):
+        self.simulator = simulator
+        self.buffer = buffer
 
 
-def _reuse_three_iterations(trainer, psi_per_iteration):
+def _trainer_with_reuse(weighting="per_sample"):
+    """A GMM simulator and a 2-slot `ReuseBuffer` of 10 samples, as a trainer with reuse builds it."""
+    import tensorflow as tf
+
+    simulator = GaussianMixtureSimulator()
+    return _Holder(simulator, ReuseBuffer(simulator, 2, 10, tf.float32, weighting))
+
+
+def _reuse_three_iterations(holder, psi_per_iteration):
     """Feeds three iterations of fresh latents, each drawn under its own psi; returns the third call's output."""
     import tensorflow as tf
 
-    simulator = trainer.simulator
+    simulator = holder.simulator
+    combine = tf.function(holder.buffer.combine)  # compiled, as the trainer runs it
     all_latents = []
     for iteration, means in enumerate(psi_per_iteration):
         simulator.set_constrained_parameters({"means": np.asarray(means, np.float32)})
         latents = simulator.sample_latents(10, seed=tf.constant([7, iteration]))
         all_latents.append(latents)
-        inputs = tf.zeros([10, 2], trainer.model.inputs[0].dtype)
+        inputs = tf.zeros([10, 2], tf.float32)
         labels = tf.zeros([10], tf.as_dtype(simulator.label_dtype))
-        output = trainer._with_reused_samples_fn(inputs, labels, latents, tf.constant(iteration, tf.int64))
+        output = combine(inputs, labels, latents, tf.constant(iteration, tf.int64))
     return all_latents, output
 
 
@@ -137,9 +148,7 @@ def test_mixture_weights_are_the_balance_heuristic_and_psi_is_restored():
     """`reuse_weighting = 'mixture'`: r(c) = p(c | psi_t) / sum_k (n_k / n) p(c | psi_k), scaled to mean 1."""
     import tensorflow as tf
 
-    trainer = _trainer_with_reuse(
-        ["AutoSimulateTrainer.reuse_iterations = 2", "AutoSimulateTrainer.reuse_weighting = 'mixture'"]
-    )
+    trainer = _trainer_with_reuse("mixture")
     all_latents, (_, _, combined_latents, weights) = _reuse_three_iterations(trainer, PSI_PER_ITERATION)
     # The psi of the third iteration is still in place after the swaps inside the call.
     np.testing.assert_allclose(trainer.simulator.constrained_parameters()["means"], PSI_PER_ITERATION[2], atol=1e-6)
@@ -161,7 +170,7 @@ def test_mixture_weights_are_the_balance_heuristic_and_psi_is_restored():
 
 def test_per_sample_weights_use_each_samples_own_psi():
     """The default weighting: r(c) = p(c | psi_t) / p(c | psi_then), scaled to mean 1."""
-    trainer = _trainer_with_reuse(["AutoSimulateTrainer.reuse_iterations = 2"])
+    trainer = _trainer_with_reuse()
     all_latents, (_, _, _, weights) = _reuse_three_iterations(trainer, PSI_PER_ITERATION)
     log_ratio = []
     for latents, means in zip(all_latents, PSI_PER_ITERATION, strict=True):
