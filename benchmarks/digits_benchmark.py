@@ -7,7 +7,8 @@ fresh CNN on 60k renders and scores it on the 1497 real UCI test digits), then p
 writes (`summary.json`) the medians and the gain of the tuned over the default simulator.
 A run folder that already holds a finished run is not tuned again (train_autosimulate
 resumes from its checkpoint), so re-running with other bindings for what happens after
-tuning (psi selection, the final model) re-scores existing runs.
+tuning (psi selection, the final model) re-scores existing runs; hand-off steps whose settings
+did not change are re-read from hand_off.json.
 """
 
 import json
@@ -50,7 +51,7 @@ def main(argv):
                 "outer_iterations": results["outer_iterations"],
                 "simulated_samples": results["simulated_samples"],
                 "selected_psi_candidate": results.get("selected_psi_candidate"),
-                "selection_samples": results.get("selection_samples", 0),
+                "selection_simulated_samples": results.get("selection_simulated_samples", 0),
                 "wall_clock_s": results["wall_clock_s"],
             }
             rows[config].append(row)

@@ -9,7 +9,7 @@ times, as compiled `tf.function`s on the same generated set D_t (N examples):
   gauss_newton   one damped Gauss-Newton-vector product on D_t (one CG iteration's product)
   hessian        one damped Hessian-vector product on D_t
   influence      all N influence weights (one forward-mode JVP)
-  hypergradient  a whole `estimate_hypergradient` (10 CG iterations, cold start)
+  hypergradient  a whole `HypergradientEstimator.estimate` (10 CG iterations, cold start)
 Methods are interleaved over the repeats and medians reported, so every ratio is
 measured side by side.
 """
@@ -26,7 +26,14 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from autosimulate_tf.hypergrad import TaskObjective, curvature, estimate_hypergradient, influence, solvers
+from autosimulate_tf.hypergrad import (
+    GeneratedData,
+    HypergradientEstimator,
+    TaskObjective,
+    curvature,
+    influence,
+    solvers,
+)
 from autosimulate_tf.models import mlp
 
 flags.DEFINE_list("widths", ["64", "300", "1000"], "Hidden width of the two-layer MLPs (about 10k, 100k, 1M weights).")
@@ -101,19 +108,20 @@ def measure(width: int, rng: np.random.Generator) -> dict:
         def log_prob(latents):
             return tf.gather(tf.nn.log_softmax(latent_logits), latents)
 
+    estimator = HypergradientEstimator(
+        solver=lambda matvec, rhs, guess: solvers.conjugate_gradient(matvec, rhs, guess, num_iterations=10),
+        warm_start_solver=False,
+        report_residual=False,
+    )
+
     @tf.function
     def hypergradient():
-        result = estimate_hypergradient(
+        result = estimator.estimate(
             objective,
             _LabelScore,
             objective.current_weights(),
-            inputs,
-            labels,
-            labels,
-            val_inputs,
-            val_labels,
-            solver=lambda matvec, rhs, guess: solvers.conjugate_gradient(matvec, rhs, guess, num_iterations=10),
-            report_residual=False,
+            GeneratedData(inputs, labels, labels),
+            (val_inputs, val_labels),
         )
         return result.gradients
 

@@ -70,6 +70,7 @@ def measure_one(num_inner_steps: int) -> dict:
 
     from autosimulate_tf.data import xor_mixture_real_data
     from autosimulate_tf.models import mlp
+    from autosimulate_tf.problem import Problem
     from autosimulate_tf.simulators import GaussianMixtureSimulator
     from autosimulate_tf.train.trainer import AutoSimulateTrainer
 
@@ -77,9 +78,7 @@ def measure_one(num_inner_steps: int) -> dict:
         return mlp(input_shape, num_outputs, hidden_units=(FLAGS.hidden_width, FLAGS.hidden_width), seed=seed)
 
     trainer = AutoSimulateTrainer(
-        simulator=GaussianMixtureSimulator(),
-        real_data=xor_mixture_real_data(),
-        model_fn=model_fn,
+        problem=Problem(simulator=GaussianMixtureSimulator(), real_data=xor_mixture_real_data(), model_fn=model_fn),
         num_samples=FLAGS.num_samples,
         num_inner_steps=num_inner_steps,
         num_initial_inner_steps=num_inner_steps,

@@ -23,7 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags, logging
 
 from autosimulate_tf import configs
-from autosimulate_tf.baselines import ScratchTrainingEvaluator
+from autosimulate_tf.problem import Problem
+from autosimulate_tf.train.scratch_training import ScratchTrainingEvaluator
 from autosimulate_tf.train.trainer import AutoSimulateTrainer
 
 flags.DEFINE_multi_string("gin_file", ["compare_gmm.gin"], "Gin config(s) defining the problem and the trainer.")
@@ -46,7 +47,8 @@ def main(argv):
     configs.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings)
     print("ms: render / inner / hypergradient / whole iteration")
     for position, seed in enumerate(int(s) for s in FLAGS.seeds):
-        trainer = AutoSimulateTrainer(seed=seed)
+        problem = Problem()
+        trainer = AutoSimulateTrainer(problem=problem, seed=seed)
         first = trainer.step()
         later = [trainer.step() for _ in range(FLAGS.iterations)]
         median = {name: statistics.median(m[name] for m in later) for name in PHASES}
@@ -57,9 +59,9 @@ def main(argv):
             flush=True,
         )
     if FLAGS.baseline_evaluations:
-        evaluator = ScratchTrainingEvaluator(**trainer.problem())
+        evaluator = ScratchTrainingEvaluator(problem)
         evaluator.evaluate(0)  # Tracing, not counted.
-        times = [evaluator.evaluate(seed)["time_s"] for seed in range(1, FLAGS.baseline_evaluations + 1)]
+        times = [evaluator.evaluate(seed)["wall_clock_s"] for seed in range(1, FLAGS.baseline_evaluations + 1)]
         print(f"scratch-training evaluation: median {1000 * statistics.median(times):.1f} ms", flush=True)
 
 

@@ -5,9 +5,11 @@ Each method is tuned on the same seeds and budget, so neither side gets more car
     python benchmarks/tune_compare.py --gin_file=compare_gmm.gin --method=autosimulate
     python benchmarks/tune_compare.py --gin_file=compare_gmm.gin --method=learning_to_simulate
 
-Prints one line per grid point: the bindings, samples/time/evaluations to target per seed and
-their medians. Samples to target do not depend on machine load; times here are indicative only
-(the benchmark in RESULTS.md re-measures the chosen settings side by side).
+Prints one line per grid point: the bindings, simulated samples / wall-clock / objective
+evaluations to target per seed and the median samples. Samples to target do not depend on
+machine load; times here are indicative only (the benchmark in RESULTS.md re-measures the
+chosen settings side by side). The target is the config's `run_comparison.target_accuracy`
+or `run_comparison.target_loss`, whichever fits its problem.
 """
 
 import itertools
@@ -20,7 +22,9 @@ import gin
 from absl import app, flags, logging
 
 from autosimulate_tf import configs
-from autosimulate_tf.comparison import report, runners
+from autosimulate_tf import results_schema as schema
+from autosimulate_tf.comparison import compare, report, runners
+from autosimulate_tf.problem import Problem
 
 flags.DEFINE_multi_string("gin_file", ["compare_gmm.gin"], "Comparison config.")
 flags.DEFINE_string("method", "autosimulate", "Method to tune.")
@@ -39,7 +43,7 @@ GRIDS = {
         "LearningToSimulate.initial_std": [0.5, 1.0],
         "ScratchTrainingEvaluator.num_samples": [250, 1000],
     },
-    # Follow-up: fewer samples per outer iteration than the first grid's smallest N.
+    # Fewer samples per outer iteration than the grid above's smallest N.
     "autosimulate_small_n": {
         "AutoSimulateTrainer.num_samples": [10, 20],
         "AutoSimulateTrainer.num_inner_steps": [10, 30],
@@ -51,33 +55,33 @@ GRIDS = {
         "AutoSimulateTrainer.reuse_iterations": [4, 9],
         "outer/keras.optimizers.Adam.learning_rate": [0.2, 0.3],
     },
-    # Follow-up: longer reuse windows and larger psi steps.
+    # Longer reuse windows and larger psi steps.
     "autosimulate_reuse_long": {
         "AutoSimulateTrainer.num_samples": [5, 10],
         "AutoSimulateTrainer.reuse_iterations": [19, 39],
         "outer/keras.optimizers.Adam.learning_rate": [0.2, 0.3, 0.5],
     },
-    # Third round (session 11, seeds 0-4): N = 5 diverged on 3 of 5 seeds because Adam's
-    # normalised step keeps psi moving ~lr per iteration even when the hypergradient estimate
-    # is tiny and noise-dominated. A larger epsilon shrinks such steps.
+    # With N = 5 Adam's normalised step keeps psi moving ~lr per iteration even when the
+    # hypergradient estimate is tiny and noise-dominated (3 of 5 seeds diverged with the
+    # default epsilon). A larger epsilon shrinks such steps.
     "autosimulate_adam_epsilon": {
         "AutoSimulateTrainer.num_samples": [5],
         "AutoSimulateTrainer.reuse_iterations": [19],
         "outer/keras.optimizers.Adam.epsilon": [0.01, 0.03, 0.1, 0.3],
         "outer/keras.optimizers.Adam.learning_rate": [0.3],
     },
-    # Fourth round (session 12, seeds 0-4, on top of the shipped N = 5, W = 19, E = 10, lr 0.3,
-    # epsilon 0.03): one knob at a time. Damping 0.03 needed as few or fewer samples on every
-    # seed and is shipped; the raw lines of every knob tried are in tuning_gmm.txt.
+    # One knob at a time on top of the shipped N = 5, W = 19, E = 10, lr 0.3, epsilon 0.03
+    # (seeds 0-4). Damping 0.03 needed as few or fewer samples on every seed and is shipped;
+    # the raw lines of every knob tried are in tuning_gmm.txt.
     "autosimulate_damping": {
         "AutoSimulateTrainer.num_samples": [5],
         "AutoSimulateTrainer.reuse_iterations": [19],
         "outer/keras.optimizers.Adam.epsilon": [0.03],
         "outer/keras.optimizers.Adam.learning_rate": [0.3],
-        "AutoSimulateTrainer.damping": [0.01, 0.02, 0.03, 0.05, 0.1, 0.3, 1.0],
+        "HypergradientEstimator.damping": [0.01, 0.02, 0.03, 0.05, 0.1, 0.3, 1.0],
     },
-    # Fifth round (session 13, seeds 0-19, on top of the shipped configuration): two ways of
-    # taming the noise of the N = 5 estimate. Neither moved the median; RESULTS.md section 1.
+    # Two ways of taming the noise of the N = 5 estimate, on top of the shipped configuration
+    # (seeds 0-19). Neither moved the median; RESULTS.md section 1.
     "autosimulate_reuse_weighting": {
         "AutoSimulateTrainer.reuse_weighting": ["'mixture'"],
         "AutoSimulateTrainer.reuse_iterations": [19, 39],
@@ -89,33 +93,33 @@ GRIDS = {
         "outer/autosimulate_tf.DecayingEpsilonAdam.final_epsilon": [0.003, 0.01],
         "outer/autosimulate_tf.DecayingEpsilonAdam.decay": [0.98, 0.99],
     },
-    # Follow-up: smaller datasets per LTS evaluation at the best lr/std of the grid above.
+    # Smaller datasets per LTS evaluation at the best lr/std of the `learning_to_simulate` grid.
     "learning_to_simulate_small_m": {
         "LearningToSimulate.policy_learning_rate": [0.1],
         "LearningToSimulate.initial_std": [1.0],
         "ScratchTrainingEvaluator.num_samples": [50, 100],
     },
-    # Follow-up after AutoSimulate's reuse grids: even smaller datasets and larger steps for LTS.
+    # Even smaller datasets and larger steps for LTS.
     "learning_to_simulate_smaller_m": {
         "LearningToSimulate.policy_learning_rate": [0.1, 0.2],
         "LearningToSimulate.initial_std": [1.0],
         "ScratchTrainingEvaluator.num_samples": [20, 30],
     },
-    # Session 12 (seeds 0-4, with --gin_bindings="run_method.max_time_s = 400"): the training
-    # budget of each LTS evaluation, which until then was fixed at 300 steps. 100 is shipped.
+    # The training budget of each LTS evaluation (seeds 0-4, with
+    # --gin_bindings="run_method.max_time_s = 400"). 100 is shipped.
     "learning_to_simulate_training_steps": {
         "ScratchTrainingEvaluator.num_steps": [50, 100, 150, 300],
     },
     "random_search": {"ScratchTrainingEvaluator.num_samples": [250, 1000]},
-    # Session 15, seeds 0-4, scored by the referee (RESULTS.md section 1.2; pass
+    # Scored by the referee (seeds 0-4; RESULTS.md section 1.2; pass
     # --gin_bindings="run_method.scoring = 'referee'" and the referee budget): the shipped
     # settings were tuned by each method's own score, which for LTS is its best evaluation, not
-    # its policy mean. One small round each, the shipped point included.
+    # its policy mean. One small grid each, the shipped point included.
     "learning_to_simulate_referee": {
         "LearningToSimulate.policy_learning_rate": [0.05, 0.1, 0.2],
         "LearningToSimulate.initial_std": [0.5, 1.0],
     },
-    # Follow-up around the best point of the round above (lr 0.1, std 0.5).
+    # Around the best point of `learning_to_simulate_referee` (lr 0.1, std 0.5).
     "learning_to_simulate_referee_2": {
         "LearningToSimulate.policy_learning_rate": [0.1, 0.15],
         "LearningToSimulate.initial_std": [0.25, 0.5],
@@ -124,7 +128,7 @@ GRIDS = {
         "outer/keras.optimizers.Adam.learning_rate": [0.2, 0.3, 0.5],
         "outer/keras.optimizers.Adam.epsilon": [0.03, 0.1],
     },
-    # Follow-up at the edge of that round's best point (lr 0.5, epsilon 0.1).
+    # At the edge of `autosimulate_referee`'s best point (lr 0.5, epsilon 0.1).
     "autosimulate_referee_2": {
         "outer/keras.optimizers.Adam.learning_rate": [0.5, 0.7],
         "outer/keras.optimizers.Adam.epsilon": [0.1, 0.3],
@@ -146,14 +150,15 @@ def main(argv):
         bindings = [f"{name} = {value}" for name, value in zip(names, values, strict=True)]
         gin.clear_config()
         configs.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings + bindings)
-        target = gin.query_parameter("run_comparison.target_accuracy")
+        target = compare.bound_target(Problem())
         per_seed = []
         for seed in FLAGS.seeds:
             run = runners.run_method(_method_of(FLAGS.method), int(seed), target)
             per_seed.append(report.summarize_run(run, target))
-        samples = [s["samples_to_target"] for s in per_seed]
-        times = [s["time_to_target_s"] for s in per_seed]
-        evals = [s["objective_evals_to_target"] for s in per_seed]
+        samples, times, evals = (
+            [s[report.to_target(cost)] for s in per_seed]
+            for cost in (schema.SIMULATED_SAMPLES, schema.WALL_CLOCK_S, schema.OBJECTIVE_EVALUATIONS)
+        )
         median = statistics.median(float("inf") if s is None else s for s in samples)
         print(
             f"{FLAGS.method} {bindings}: samples {samples} median {median} | time {times} | evals {evals}", flush=True
