@@ -8,10 +8,9 @@ import textwrap
 
 import gin
 
-from autosimulate_tf.errors import ConfigError
-
 # Importing these registers every configurable that shipped gin files name.
 from autosimulate_tf import baselines, comparison, data, hypergrad, models, problem, simulators, train  # noqa: F401
+from autosimulate_tf.errors import ConfigError
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 

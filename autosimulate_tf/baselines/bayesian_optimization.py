@@ -3,7 +3,8 @@
 The same search space and the same scoring as random search: each candidate psi lies
 in the simulator's search box (every bounded component uniformly within its
 `(low, high)`, every simplex component as normalised non-negative weights), and is
-scored by a fresh dataset, a model trained from scratch and its validation accuracy.
+scored by a fresh dataset, a model trained from scratch and its validation score
+(accuracy, maximised; or, for a regression problem, loss, minimised: `score.py`).
 Where random search draws candidates blindly, TPE (Bergstra et al., NeurIPS 2011)
 models which regions gave good scores and proposes the next candidate there. The curve
 reports the best candidate so far, like random search's.
@@ -24,9 +25,12 @@ import warnings
 import gin
 import numpy as np
 
+from autosimulate_tf import results_schema as schema
 from autosimulate_tf.baselines.curve import add_evaluation, best_so_far, curve_point, new_totals
-from autosimulate_tf.baselines.scratch_training import evaluation_seed
+from autosimulate_tf.baselines.score import Score
+from autosimulate_tf.errors import check
 from autosimulate_tf.simulators.base import Simulator, WrappingSimulator
+from autosimulate_tf.train.scratch_training import evaluation_seed
 
 # A simplex component's weights are drawn from [_MIN_WEIGHT, 1] and normalised; the floor
 # keeps every probability positive, as the SoftmaxCentered bijector needs.
@@ -48,18 +52,18 @@ def search_space(simulator) -> dict:
     """`simulator.search_space()`, with simplex components given TPE's weight range.
 
     Raises:
-      ValueError: when the simulator defines its own search space (overrides
+      ConfigError: when the simulator defines its own search space (overrides
         `random_parameters`), which TPE cannot read, or a component has no bounds.
     """
     inner = simulator
     while isinstance(inner, WrappingSimulator):
         inner = inner.wrapped
-    if type(inner).random_parameters is not Simulator.random_parameters:
-        raise ValueError(
-            f"{type(inner).__name__} overrides random_parameters with its own search space, which "
-            "BayesianOptimization cannot read; it searches the box given by add_parameter(bounds=...) "
-            "and the simplex of SoftmaxCentered components."
-        )
+    check(
+        type(inner).random_parameters is Simulator.random_parameters,
+        f"{type(inner).__name__} overrides random_parameters with its own search space, which "
+        "BayesianOptimization cannot read (run_comparison.methods includes 'bayesian_optimization'); it "
+        "searches the box given by add_parameter(bounds=...) and the simplex of SoftmaxCentered components.",
+    )
     return {
         name: (kind, shape, _MIN_WEIGHT, 1.0) if kind == "simplex" else (kind, shape, low, high)
         for name, (kind, shape, low, high) in simulator.search_space().items()
@@ -97,35 +101,57 @@ class BayesianOptimization:
         multivariate: model the joint density of psi's components (Optuna's multivariate
           TPE) rather than each component on its own.
         """
-        if num_startup_trials < 1:
-            raise ValueError(f"BayesianOptimization.num_startup_trials={num_startup_trials} must be >= 1.")
+        check(num_startup_trials >= 1, f"BayesianOptimization.num_startup_trials={num_startup_trials} must be >= 1.")
         self.num_startup_trials = num_startup_trials
         self.multivariate = multivariate
 
-    def run(self, simulator, evaluator, seed: int, should_stop) -> list[dict]:
-        """Evaluates TPE's candidates until `should_stop(curve)`; returns the best-so-far curve."""
+    def check(self, problem) -> None:
+        """Raises `ConfigError` (no readable search box) or `ImportError` (no optuna) before anything runs."""
+        search_space(problem.simulator)
+        _import_optuna()
+
+    def run(self, problem, evaluator, seed: int, should_stop) -> list[dict]:
+        """Evaluates TPE's candidates until `should_stop(curve)`; returns the best-so-far curve.
+
+        Args:
+          problem: the `Problem`; its simulator's psi is overwritten by each candidate.
+          evaluator: scores the simulator's current psi (`ScratchTrainingEvaluator.evaluate`).
+          seed: run seed (the sampler's and the evaluations').
+          should_stop: callable on the curve so far.
+        """
         optuna = _import_optuna()
+        simulator, score = problem.simulator, Score.for_problem(problem)
         space = search_space(simulator)
         distributions = _distributions(optuna, space)
-        with warnings.catch_warnings():  # `multivariate` is marked experimental in Optuna 4; we use it knowingly.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(
-                n_startup_trials=self.num_startup_trials, multivariate=self.multivariate, seed=seed
-            )
-        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study = optuna.create_study(direction=score.optimization_direction, sampler=self._sampler(optuna, seed))
         curve, best, totals = [], None, new_totals()
         while True:
             start = time.perf_counter()
             trial = study.ask(distributions)
             simulator.set_constrained_parameters(_psi_from(trial.params, space))
             sampler_s = time.perf_counter() - start
-            evaluation = evaluator.evaluate(evaluation_seed(seed, totals["evaluations"]))
+            evaluation = evaluator.evaluate(evaluation_seed(seed, len(curve)))
             start = time.perf_counter()
-            study.tell(trial, evaluation["val_accuracy"])
+            _tell(optuna, study, trial, evaluation[score.key])
             sampler_s += time.perf_counter() - start
             add_evaluation(totals, evaluation)
-            totals["time_s"] += sampler_s
-            best = best_so_far(best, evaluation, simulator)
+            totals[schema.WALL_CLOCK_S] += sampler_s
+            best = best_so_far(best, evaluation, simulator, score)
             curve.append(curve_point(totals, best, best["psi"], sampler_s=sampler_s))
             if should_stop(curve):
                 return curve
+
+    def _sampler(self, optuna, seed: int):
+        with warnings.catch_warnings():  # `multivariate` is marked experimental in Optuna 4; we use it knowingly.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                n_startup_trials=self.num_startup_trials, multivariate=self.multivariate, seed=seed
+            )
+
+
+def _tell(optuna, study, trial, value: float) -> None:
+    """Records a trial's score; a non-finite one (a diverged training) as a failed trial TPE leaves out."""
+    if np.isfinite(value):
+        study.tell(trial, float(value))
+    else:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)

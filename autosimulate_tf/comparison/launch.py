@@ -35,14 +35,17 @@ def main(argv) -> None:
         try:
             merge_comparisons(FLAGS.root_dir, FLAGS.merge)
         except ValueError as error:
-            raise app.UsageError(f"Cannot merge: {error}") from error
+            configs.exit_for_config_error(error, "Cannot merge")
         print(f"Wrote {os.path.join(FLAGS.root_dir, 'comparison.json')}")
         return
+    configs.parse_gin_or_exit(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_path)
     try:
-        configs.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_path)
-    except (ValueError, KeyError, FileNotFoundError, ImportError) as error:
-        raise app.UsageError(f"Bad gin configuration: {error}") from error
-    run_comparison(root_dir=FLAGS.root_dir)
+        run_comparison(root_dir=FLAGS.root_dir)
+    except Exception as error:
+        # Settings are checked before any method runs; anything else keeps its traceback.
+        if configs.is_config_error(error):
+            configs.exit_for_config_error(error)
+        raise
     print(f"Wrote {os.path.join(FLAGS.root_dir, 'comparison.json')}")
 
 

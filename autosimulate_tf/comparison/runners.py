@@ -1,22 +1,27 @@
-"""Run every method on one problem with the same accounting.
+"""Run one method on one problem with the same accounting as every other.
 
-The problem (simulator, real data, task model, loss) is whatever the gin config
-binds for `AutoSimulateTrainer`, so every method sees the same simulator class and
-initial psi, the same real data and the same model architecture.
+The problem (simulator, real data, task model, loss) is whatever the gin config binds for
+`Problem`. Every run builds its own `Problem()`, so each method starts from the same
+simulator class and initial psi, the same real data and the same model architecture, and
+hands that one object to everything the run uses: the AutoSimulate trainer, or the
+baseline and its fresh-model evaluator, and the referee (`referee.py`).
+
+Every method produces the same curve (`baselines/curve.py`): one point per outer
+iteration (AutoSimulate) or per objective evaluation (the baselines), with cumulative
+costs under the names of `results_schema.COSTS`. Which validation score decides the
+target and the stopping rule is the `Target`'s (`baselines/score.py`).
 """
 
 import time
 
 import gin
 
-from autosimulate_tf.baselines import (
-    BayesianOptimization,
-    LearningToSimulate,
-    RandomSearch,
-    ScratchTrainingEvaluator,
-    UntunedDefault,
-)
-from autosimulate_tf.comparison.referee import Referee, check_scoring
+from autosimulate_tf import results_schema as schema
+from autosimulate_tf.baselines import BayesianOptimization, LearningToSimulate, RandomSearch, Target, UntunedDefault
+from autosimulate_tf.comparison.referee import REFEREE, Referee, check_scoring
+from autosimulate_tf.errors import check
+from autosimulate_tf.problem import Problem
+from autosimulate_tf.train.scratch_training import ScratchTrainingEvaluator
 from autosimulate_tf.train.trainer import AutoSimulateTrainer
 
 AUTOSIMULATE = "autosimulate"
@@ -32,20 +37,20 @@ SEARCH_METHODS = {
 }
 
 
-def make_stopper(target_accuracy: float, max_samples: int, max_time_s: float, stop_at_target: bool):
+def make_stopper(target: Target, max_samples: int, max_time_s: float, stop_at_target: bool):
     """Returns `should_stop(curve)`: budget exhausted, or target reached when `stop_at_target`."""
 
     def should_stop(curve) -> bool:
         last = curve[-1]
-        if last["samples"] >= max_samples or last["time_s"] >= max_time_s:
+        if last[schema.SIMULATED_SAMPLES] >= max_samples or last[schema.WALL_CLOCK_S] >= max_time_s:
             return True
-        return stop_at_target and last["val_accuracy"] >= target_accuracy
+        return stop_at_target and target.is_reached_by(last)
 
     return should_stop
 
 
-def refereed(should_stop, problem: dict, seed: int, scoring: str, every_samples: int = 0):
-    """`(should_stop, finish)`: rescoring by a `Referee` when scoring='referee'.
+def refereed(should_stop, referee: Referee | None):
+    """`(should_stop, finish)`: rescoring by `referee` first, when there is one.
 
     The returned `should_stop` first rescores the newest curve point. Every method calls
     `should_stop` once after each new point, so each point is rescored once, outside the
@@ -53,9 +58,8 @@ def refereed(should_stop, problem: dict, seed: int, scoring: str, every_samples:
     the finished curve: it freshens a last point that `every_samples` left carrying an
     older score.
     """
-    if scoring == "method":
+    if referee is None:
         return should_stop, lambda curve: None
-    referee = Referee(problem, seed, every_samples)
 
     def score_then_stop(curve) -> bool:
         referee.score(curve[-1])
@@ -64,37 +68,36 @@ def refereed(should_stop, problem: dict, seed: int, scoring: str, every_samples:
     return score_then_stop, referee.finish
 
 
+def autosimulate_point(metrics: dict, test_scores: dict, psi: dict) -> dict:
+    """A curve point from `AutoSimulateTrainer.step()`'s metrics and its test scores."""
+    return {
+        **{name: metrics[name] for name in schema.COSTS},
+        schema.VAL_LOSS: metrics[schema.VAL_LOSS],
+        schema.VAL_ACCURACY: metrics[schema.VAL_ACCURACY],
+        schema.TEST_LOSS: test_scores[schema.TEST_LOSS],
+        schema.TEST_ACCURACY: test_scores[schema.TEST_ACCURACY],
+        schema.PSI: psi,
+        **{name: metrics[name] for name in ("render_s", "inner_s", "hypergradient_s")},
+    }
+
+
 def run_autosimulate(
-    seed: int, should_stop, max_outer_iterations: int, scoring: str = "method", referee_every_samples: int = 0
+    problem: Problem, seed: int, should_stop, max_outer_iterations: int, referee: Referee | None = None
 ) -> tuple[list[dict], dict]:
-    """AutoSimulate from the gin-bound trainer; one curve point per outer iteration.
+    """AutoSimulate on `problem` with the gin-bound trainer settings; one curve point per outer iteration.
 
     Returns:
       `(curve, extras)` with extras holding the median fraction of iteration time
       spent after inner training (the hypergradient overhead).
     """
-    trainer = AutoSimulateTrainer(seed=seed)
-    should_stop, finish = refereed(should_stop, trainer.problem(), seed, scoring, referee_every_samples)
+    trainer = AutoSimulateTrainer(problem=problem, seed=seed)
+    should_stop, finish = refereed(should_stop, referee)
     curve, overheads = [], []
     for _ in range(max_outer_iterations):
         metrics = trainer.step()
         overheads.append(metrics["hypergradient_s"] / metrics["iteration_s"])
-        test = trainer.evaluate("test")  # Reporting only: not part of the timed work.
-        curve.append(
-            {
-                "samples": metrics["simulated_samples"],
-                "time_s": metrics["wall_clock_s"],
-                "objective_evaluations": metrics["objective_evaluations"],
-                "model_steps": metrics["inner_steps"],
-                "hvps": metrics["hvp_count"],
-                "val_accuracy": metrics["val_accuracy"],
-                "test_accuracy": test["accuracy"],
-                "psi": trainer.simulator.constrained_parameters_as_lists(),
-                "render_s": metrics["render_s"],
-                "inner_s": metrics["inner_s"],
-                "hypergradient_s": metrics["hypergradient_s"],
-            }
-        )
+        test_scores = trainer.evaluate("test")  # Reporting only: not part of the timed work.
+        curve.append(autosimulate_point(metrics, test_scores, trainer.simulator.constrained_parameters_as_lists()))
         if should_stop(curve):
             break
     finish(curve)
@@ -103,64 +106,88 @@ def run_autosimulate(
 
 
 def run_search_method(
-    method: str, seed: int, should_stop, scoring: str = "method", referee_every_samples: int = 0
+    baseline, problem: Problem, seed: int, should_stop, referee: Referee | None = None
 ) -> tuple[list[dict], dict]:
-    """A baseline scored by scratch training on the gin-bound problem."""
-    # The trainer is built only to read the shared problem definition from gin.
-    problem = AutoSimulateTrainer(seed=seed).problem()
-    evaluator = ScratchTrainingEvaluator(**problem)
-    should_stop, finish = refereed(should_stop, problem, seed, scoring, referee_every_samples)
-    curve = SEARCH_METHODS[method]().run(problem["simulator"], evaluator, seed, should_stop)
+    """A baseline on `problem`, scoring psi with the gin-bound (unscoped) `ScratchTrainingEvaluator`."""
+    evaluator = ScratchTrainingEvaluator(problem)
+    should_stop, finish = refereed(should_stop, referee)
+    curve = baseline.run(problem, evaluator, seed, should_stop)
     finish(curve)
     return curve, {}
+
+
+def check_settings(
+    method: str, max_samples: int, max_time_s: float, max_outer_iterations: int, scoring: str, every_samples: int
+) -> None:
+    """Raises `ConfigError` for a bad `run_method` setting, naming the binding."""
+    check(method in METHODS, f"run_method.method={method!r} is not one of {METHODS}.")
+    check(max_samples >= 1, f"run_method.max_samples={max_samples} must be >= 1.")
+    check(max_time_s > 0, f"run_method.max_time_s={max_time_s} must be > 0.")
+    check(max_outer_iterations >= 1, f"run_method.max_outer_iterations={max_outer_iterations} must be >= 1.")
+    check_scoring(scoring)
+    check(
+        not every_samples or scoring == REFEREE,
+        f"run_method.referee_every_samples={every_samples} needs run_method.scoring = 'referee' (scoring is {scoring!r}).",
+    )
 
 
 @gin.configurable
 def run_method(
     method: str,
     seed: int,
-    target_accuracy: float,
+    target: Target,
     max_samples: int = 10**6,
     max_time_s: float = 600.0,
     max_outer_iterations: int = 200,
     stop_at_target: bool = False,
     scoring: str = "method",
     referee_every_samples: int = 0,
-) -> dict:
+    problem: Problem | None = None,
+    check_only: bool = False,
+) -> dict | None:
     """Runs one method with one seed under the shared budget.
 
     Args:
       method: one of `METHODS`.
       seed: run seed.
-      target_accuracy: validation accuracy that counts as "reached".
+      target: the validation score that counts as "reached" (`Target`).
       max_samples: budget of simulated samples.
       max_time_s: budget of the method's own wall-clock.
       max_outer_iterations: AutoSimulate's outer-iteration cap.
       stop_at_target: stop as soon as the target is reached.
       scoring: `"method"`: each method's own score (AutoSimulate's warm-started model,
-        the best scratch-training evaluation so far for search baselines);
+        the best fresh-model evaluation so far for search baselines);
         `"referee"`: every point rescored by a fresh model on the psi the method would
         return (`comparison/referee.py`; budget `referee/ScratchTrainingEvaluator.*`).
         Targets, stopping and summaries then follow the referee's score.
       referee_every_samples: with the referee, rescore a point only after this many more
         simulated samples than the last rescored one (0: every point); the points between
         carry the last score, and a run's last point is always rescored.
+      problem: the problem to run on; None: a new `Problem()` from the gin bindings.
+      check_only: only check the settings against `problem` (nothing is rendered or
+        trained) and return None; `run_comparison` does so for every method first.
 
     Returns:
-      `{"curve": [...], "wall_clock_s": total including reporting, "scoring": scoring, **extras}`.
+      `{"curve": [...], "elapsed_s": the run's whole wall-clock, reporting included,
+      "scoring": scoring, **extras}`.
+
+    Raises:
+      ConfigError: for a bad setting, naming it, before anything runs.
     """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is not one of {METHODS}.")
-    check_scoring(scoring)
-    if referee_every_samples and scoring != "referee":
-        raise ValueError(
-            f"run_method.referee_every_samples={referee_every_samples} needs run_method.scoring = 'referee' "
-            f"(scoring is {scoring!r})."
-        )
-    should_stop = make_stopper(target_accuracy, max_samples, max_time_s, stop_at_target)
+    check_settings(method, max_samples, max_time_s, max_outer_iterations, scoring, referee_every_samples)
     start = time.perf_counter()
+    problem = Problem() if problem is None else problem
+    baseline = SEARCH_METHODS[method]() if method in SEARCH_METHODS else None
+    if baseline is not None:
+        baseline.check(problem)
+    referee = Referee(problem, seed, referee_every_samples) if scoring == REFEREE else None
+    if check_only:
+        if baseline is not None:
+            ScratchTrainingEvaluator(problem)  # its settings are checked when it is built
+        return None
+    should_stop = make_stopper(target, max_samples, max_time_s, stop_at_target)
     if method == AUTOSIMULATE:
-        curve, extras = run_autosimulate(seed, should_stop, max_outer_iterations, scoring, referee_every_samples)
+        curve, extras = run_autosimulate(problem, seed, should_stop, max_outer_iterations, referee)
     else:
-        curve, extras = run_search_method(method, seed, should_stop, scoring, referee_every_samples)
-    return {"curve": curve, "wall_clock_s": time.perf_counter() - start, "scoring": scoring, **extras}
+        curve, extras = run_search_method(baseline, problem, seed, should_stop, referee)
+    return {"curve": curve, "elapsed_s": time.perf_counter() - start, "scoring": scoring, **extras}

@@ -17,7 +17,7 @@ def _initializer(seed: int, index: int) -> keras.initializers.Initializer:
 
 
 def _scaling(input_scale: float, dtype: str) -> list:
-    """A Rescaling layer unless the scale is 1 (keeps default models exactly as before)."""
+    """A Rescaling layer unless the scale is 1 (an unscaled model has no extra layer, so its weights and outputs do not change)."""
     return [] if input_scale == 1.0 else [keras.layers.Rescaling(input_scale, dtype=dtype)]
 
 

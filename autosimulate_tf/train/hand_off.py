@@ -224,7 +224,9 @@ class HandOff:
                 schema.MODEL_STEPS: scores[schema.MODEL_STEPS],
             }
             cache.put("real_data_reference", settings, reference)
-        print(f"Reference model on the real validation data: real test {_score_text(reference, self.problem.is_classification)}")
+        print(
+            f"Reference model on the real validation data: real test {_score_text(reference, self.problem.is_classification)}"
+        )
         return reference
 
     def _pictures(self, root_dir, entries, hand_on, cache: _StepCache, writer_fn, seed: int) -> None:

@@ -101,7 +101,9 @@ class ReuseBuffer(tf.Module):
             combined_log_q = self._log_mixture_density(combined_latents, log_p, count, order)
         else:
             combined_log_q = old_and_new(self.log_q, log_q_new)
-        self._store(tf.math.floormod(tf.cast(iteration, tf.int32), self.num_iterations), inputs, labels, latents, log_q_new)
+        self._store(
+            tf.math.floormod(tf.cast(iteration, tf.int32), self.num_iterations), inputs, labels, latents, log_q_new
+        )
         weights = tf.cast(tf.shape(log_p)[0], tf.float32) * tf.nn.softmax(log_p - combined_log_q)
         return combined_inputs, combined_labels, combined_latents, weights
 

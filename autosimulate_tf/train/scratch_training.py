@@ -59,7 +59,11 @@ class ScratchTrainingEvaluator:
         Raises:
           ConfigError: naming the bad setting.
         """
-        for name, value, low in (("num_samples", num_samples, 2), ("num_steps", num_steps, 1), ("batch_size", batch_size, 1)):
+        for name, value, low in (
+            ("num_samples", num_samples, 2),
+            ("num_steps", num_steps, 1),
+            ("batch_size", batch_size, 1),
+        ):
             check(value >= low, f"ScratchTrainingEvaluator.{name}={value} must be >= {low}.")
         check(learning_rate > 0, f"ScratchTrainingEvaluator.learning_rate={learning_rate} must be > 0.")
         check(weight_decay >= 0, f"ScratchTrainingEvaluator.weight_decay={weight_decay} must be >= 0.")
@@ -79,7 +83,9 @@ class ScratchTrainingEvaluator:
         self._validation = problem.real_split("validation", dtype)
         self._test = problem.real_split("test", dtype)
         # The weights model_fn(seed=...) would start from, without building a model each time.
-        self._initial_weights = InitialWeights(self.model, problem.model_fn, problem.observation_shape, problem.num_outputs)
+        self._initial_weights = InitialWeights(
+            self.model, problem.model_fn, problem.observation_shape, problem.num_outputs
+        )
         self._train_fn = tracing.compile_function(self._train, reduce_retracing=True)
         self._score_fn = tracing.compile_function(self._score, reduce_retracing=True)
 

@@ -32,6 +32,7 @@ from autosimulate_tf.hypergrad.objective import TaskObjective
 from autosimulate_tf.hypergrad.sharding import Sharding
 from autosimulate_tf.train import optimizers, reuse, task_training
 
+
 class SimulatorFailureError(RuntimeError):
     """Too many renders of one outer iteration failed (above `max_failure_rate`)."""
 
@@ -158,7 +159,8 @@ class AutoSimulateTrainer:
         }
         self.wall_clock_s = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_clock_s")
         self.previous_z = [
-            tf.Variable(tf.zeros_like(v.value), trainable=False, name="previous_z") for v in self.model.trainable_variables
+            tf.Variable(tf.zeros_like(v.value), trainable=False, name="previous_z")
+            for v in self.model.trainable_variables
         ]
         # schema.INITIAL_SCORES, NaN until the first outer iteration has trained the model.
         self.initial_scores = tf.Variable(tf.fill([len(schema.INITIAL_SCORES)], np.nan), name="initial_scores")
@@ -388,7 +390,10 @@ class AutoSimulateTrainer:
     def initial_results(self) -> dict:
         """`results_schema.INITIAL_SCORES` by name (None before the first iteration, and for accuracies in regression)."""
         values = self.initial_scores.numpy()
-        return {name: None if np.isnan(value) else float(value) for name, value in zip(schema.INITIAL_SCORES, values)}
+        return {
+            name: None if np.isnan(value) else float(value)
+            for name, value in zip(schema.INITIAL_SCORES, values, strict=True)
+        }
 
     def constrained_psi(self) -> dict:
         """psi as constrained values, JSON-ready lists, by name."""

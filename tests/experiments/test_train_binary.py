@@ -60,7 +60,11 @@ def test_missing_required_binding_fails_and_names_it(tmp_path):
 def test_bad_settings_exit_2_with_one_message_and_no_traceback(tmp_path):
     for index, (gin_file, binding, named) in enumerate(
         [
-            ("pools.gin", "CategoricalPoolsSimulator.initial_probabilities = (0.5, 0.3, 0.1, 0.05, 0.0)", "initial_probabilities"),
+            (
+                "pools.gin",
+                "CategoricalPoolsSimulator.initial_probabilities = (0.5, 0.3, 0.1, 0.05, 0.0)",
+                "initial_probabilities",
+            ),
             ("toy_gmm.gin", "conjugate_gradient.num_iterations = -3", "conjugate_gradient.num_iterations=-3"),
             ("toy_gmm.gin", "HandOff.psi_average_fraction = 1.5", "HandOff.psi_average_fraction=1.5"),
         ]

@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from autosimulate_tf.hypergrad import (
-    TaskObjective,
-    curvature,
     GeneratedData,
     HypergradientEstimator,
+    TaskObjective,
+    curvature,
     solvers,
     tree_math,
 )

@@ -135,7 +135,7 @@ def test_neumann_single_term_is_scaled_rhs():
     assert int(result.hvp_count) == 0
 
 
-# Regression: Python-float coefficients used to be rounded to float32 before the cast.
+# Python-float coefficients must not be rounded to float32 before the cast.
 def test_neumann_step_size_keeps_float64_precision():
     rhs = random_rhs(106)
     result = solvers.neumann(dense_matvec(spd_matrix(6)), to_list(rhs), num_terms=1, step_size=0.3)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from autosimulate_tf import configs
-from autosimulate_tf.problem import Problem
-from autosimulate_tf.train.scratch_training import ScratchTrainingEvaluator
 from autosimulate_tf.data.real import XOR_MEANS
+from autosimulate_tf.problem import Problem
 from autosimulate_tf.train import psi_selection, train_autosimulate
+from autosimulate_tf.train.scratch_training import ScratchTrainingEvaluator
 
 ENTRIES = [{"iteration": i, "scale": float(i)} for i in range(11)]
 
@@ -62,7 +62,13 @@ class _TableEvaluator:
     def evaluate(self, seed):
         self.seeds.append(seed)
         psi = self.simulator.psi
-        return {"val_accuracy": psi["score"], "val_loss": psi["loss"], "test_accuracy": 0.0, "simulated_samples": 7, "wall_clock_s": 0}
+        return {
+            "val_accuracy": psi["score"],
+            "val_loss": psi["loss"],
+            "test_accuracy": 0.0,
+            "simulated_samples": 7,
+            "wall_clock_s": 0,
+        }
 
 
 def test_select_psi_keeps_the_best_validation_accuracy_breaking_ties_by_loss():
@@ -91,7 +97,13 @@ class _SeedDependentEvaluator(_TableEvaluator):
     def evaluate(self, seed):
         self.seeds.append(seed)
         score = self.simulator.psi["scores"][seed - self.first_seed]
-        return {"val_accuracy": score, "val_loss": 1 - score, "test_accuracy": score, "simulated_samples": 5, "wall_clock_s": 1.0}
+        return {
+            "val_accuracy": score,
+            "val_loss": 1 - score,
+            "test_accuracy": score,
+            "simulated_samples": 5,
+            "wall_clock_s": 1.0,
+        }
 
 
 def test_select_psi_averages_several_seeds_per_candidate():
@@ -148,7 +160,9 @@ def test_train_autosimulate_selects_among_trajectory_psi_and_the_average(tmp_pat
     best = max(table, key=lambda row: (row["val_accuracy"], -row["val_loss"]))
     assert results["selected_psi_candidate"] == best["candidate"]
     assert all(len(row["val_accuracy_per_seed"]) == 2 for row in results["psi_selection"])
-    assert results["selection_simulated_samples"] == 4 * 2 * 100  # 3 iterates + the average, 2 models of 100 renders each
+    assert (
+        results["selection_simulated_samples"] == 4 * 2 * 100
+    )  # 3 iterates + the average, 2 models of 100 renders each
     trajectory = {
         e["iteration"]: e for e in map(json.loads, (tmp_path / "psi_trajectory.jsonl").read_text().splitlines())
     }

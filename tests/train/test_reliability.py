@@ -132,7 +132,11 @@ def log_activation_model(input_shape, num_outputs, seed):
 
 def test_non_finite_inner_gradients_never_reach_theta():
     trainer = AutoSimulateTrainer(
-        problem=Problem(simulator=GaussianMixtureSimulator(), real_data=xor_mixture_real_data(num_test=50), model_fn=log_activation_model),
+        problem=Problem(
+            simulator=GaussianMixtureSimulator(),
+            real_data=xor_mixture_real_data(num_test=50),
+            model_fn=log_activation_model,
+        ),
         num_samples=50,
         num_initial_inner_steps=10,
     )
@@ -162,7 +166,11 @@ def test_a_psi_update_that_overflows_is_undone():
     import keras
 
     trainer = AutoSimulateTrainer(
-        problem=Problem(simulator=GaussianMixtureSimulator(), real_data=xor_mixture_real_data(num_validation=50, num_test=50), model_fn=mlp),
+        problem=Problem(
+            simulator=GaussianMixtureSimulator(),
+            real_data=xor_mixture_real_data(num_validation=50, num_test=50),
+            model_fn=mlp,
+        ),
         num_samples=20,
         outer_optimizer=lambda: keras.optimizers.SGD(10.0),
     )

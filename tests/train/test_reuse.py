@@ -7,8 +7,8 @@ import pytest
 from autosimulate_tf import configs
 from autosimulate_tf.problem import Problem
 from autosimulate_tf.simulators import GaussianMixtureSimulator
-from autosimulate_tf.train.reuse import ReuseBuffer
 from autosimulate_tf.train import train_autosimulate
+from autosimulate_tf.train.reuse import ReuseBuffer
 
 TINY = [
     "AutoSimulateTrainer.num_samples = 10",

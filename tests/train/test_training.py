@@ -10,9 +10,8 @@ import pytest
 from autosimulate_tf import configs
 from autosimulate_tf import results_schema as schema
 from autosimulate_tf.problem import Problem
-from autosimulate_tf.train.scratch_training import ScratchTrainingEvaluator
 from autosimulate_tf.train import train_autosimulate
-
+from autosimulate_tf.train.scratch_training import ScratchTrainingEvaluator
 
 
 def run(gin_file, root_dir, bindings=(), history=None):
