@@ -86,7 +86,7 @@ def _run_line(method: str, seed: int, run: dict, target: Target) -> str:
     last, reached = run["curve"][-1], report.first_reaching(run["curve"], target)
     reached_text = f"target at {reached[schema.SIMULATED_SAMPLES]} samples" if reached else "target not reached"
     return (
-        f"{method:<22} seed {seed}: final {target.score.label} {report.show_score(last[target.score.key])}, "
+        f"{method:<22} seed {seed}: final {target.score.label} {report.show_score(last[target.score.key], target.score)}, "
         f"{reached_text}, {last[schema.SIMULATED_SAMPLES]} samples, {last[schema.WALL_CLOCK_S]:.1f}s"
     )
 
@@ -155,10 +155,10 @@ def _print_matches(comparison: dict, target: Target) -> None:
         evaluations = at_equal_evaluations[schema.OBJECTIVE_EVALUATIONS]
         print(f"{score.label.capitalize()} after {evaluations} objective evaluations (median over seeds):")
         for method, value in at_equal_evaluations[score.key].items():
-            print(f"  {method:<22}{report.show_score(value)}")
+            print(f"  {method:<22}{report.show_score(value, score)}")
     for method, match in comparison["samples_to_match_final"].items():
         print(
-            f"To reach {method}'s final {score.label} {report.show_score(match[f'target_{score.key}'])}: {reference} "
+            f"To reach {method}'s final {score.label} {report.show_score(match[f'target_{score.key}'], score)}: {reference} "
             f"{match[f'reference_{schema.SIMULATED_SAMPLES}']} samples, "
             f"{method} {match[f'method_{schema.SIMULATED_SAMPLES}']} samples"
             + (f" ({match['ratio']:.3g}x)" if match["ratio"] else "")

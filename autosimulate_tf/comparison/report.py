@@ -138,9 +138,11 @@ def score_at_evaluations(runs: list[dict], evaluations: float, score: Score) -> 
     return statistics.median(values)
 
 
-def show_score(value: float | None) -> str:
-    """A score for the table and the printout: `n/a` for a missing accuracy."""
-    return "n/a" if value is None else f"{value:.4g}"
+def show_score(value: float | None, score=None) -> str:
+    """A score for the table and the printout: `n/a` for a missing accuracy; accuracies with 3 decimals."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if score is not None and score.higher_is_better else f"{value:.4g}"
 
 
 def _show(value, digits: int = 3) -> str:
@@ -177,7 +179,7 @@ def format_table(summaries: dict, ratios: dict, target: Target) -> str:
         )
         lines.append(
             f"{method:<22}{summary['fraction_reaching_target']:>7.2f}{costs}"
-            f"{show_score(summary['final_' + score.key]):>11}{show_score(summary['final_' + score.test_key]):>11}"
+            f"{show_score(summary['final_' + score.key], score):>11}{show_score(summary['final_' + score.test_key], score):>11}"
             f"{_show_ratio(ratio.get(to_target(schema.SIMULATED_SAMPLES), '-')):>11}"
             f"{_show_ratio(ratio.get(to_target(schema.WALL_CLOCK_S), '-')):>10}"
         )

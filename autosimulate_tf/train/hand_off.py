@@ -180,10 +180,9 @@ class HandOff:
             cache.put("selection", settings, recorded)
         best, table = recorded["best"], recorded["table"]
         for row in table:
-            accuracy = "n/a" if row["val_accuracy"] is None else f"{row['val_accuracy']:.3f}"
+            accuracy = "" if row["val_accuracy"] is None else f"val accuracy {row['val_accuracy']:.3f}, "
             print(
-                f"psi selection: candidate {row['candidate']}: fresh-model val accuracy {accuracy} "
-                f"(val loss {row['val_loss']:.4f})",
+                f"psi selection: candidate {row['candidate']}: fresh-model {accuracy}val loss {row['val_loss']:.4f}",
                 flush=True,
             )
         print(f"Selected the psi of candidate {table[best]['candidate']} for the final model and pictures.", flush=True)

@@ -30,6 +30,7 @@ from autosimulate_tf.data import InProcessBackend, ProcessPoolBackend, RayBacken
 from autosimulate_tf.data.real import xor_mixture_real_data
 from autosimulate_tf.errors import ConfigError
 from autosimulate_tf.models import mlp
+from autosimulate_tf.problem import Problem
 from autosimulate_tf.simulators import (
     FaultInjectingSimulator,
     GaussianMixtureSimulator,
@@ -325,9 +326,9 @@ def train_two_iterations(bindings):
     configs.parse_gin([], bindings)
     simulator = FaultInjectingSimulator(simulator=GaussianMixtureSimulator(), raise_rate=0.05, nan_rate=0.05)
     trainer = AutoSimulateTrainer(
-        simulator=simulator,
-        real_data=xor_mixture_real_data(num_validation=100, num_test=100),
-        model_fn=mlp,
+        problem=Problem(
+            simulator=simulator, real_data=xor_mixture_real_data(num_validation=100, num_test=100), model_fn=mlp
+        ),
         num_samples=40,
         num_initial_inner_steps=5,
         num_inner_steps=3,
