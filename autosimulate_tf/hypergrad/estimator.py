@@ -73,6 +73,7 @@ class HypergradientEstimator:
         baseline: str = influence.LEAVE_ONE_OUT,
         warm_start_solver: bool = True,
         report_residual: bool = True,
+        render_cost_weight: float = 0.0,
     ):
         """Args:
         curvature: `"gauss_newton"` or `"hessian"`.
@@ -83,6 +84,10 @@ class HypergradientEstimator:
         warm_start_solver: start each solve from the previous `z`.
         report_residual: spend one extra curvature product to report the relative
           residual `|(C + lambda I) z - v| / |v|`.
+        render_cost_weight: beta >= 0. With beta > 0 the outer objective is
+          `L_val + beta E[cost(c)]`, with the simulator's per-sample `render_cost(latents)`
+          (e.g. samples per pixel, a proxy for render seconds); its gradient is a
+          score-function term (`influence.cost_surrogate_loss`). 0: off.
 
         Raises:
           ConfigError: naming the bad setting; a solver's own knobs are checked here
@@ -98,6 +103,10 @@ class HypergradientEstimator:
             f"HypergradientEstimator.baseline={baseline!r} is not one of {influence.BASELINES}.",
         )
         check(callable(solver), f"HypergradientEstimator.solver={solver!r} is not a solver function.")
+        check(
+            render_cost_weight >= 0,
+            f"HypergradientEstimator.render_cost_weight={render_cost_weight} must be >= 0 (0: off).",
+        )
         _probe_solver(solver)
         self.curvature = curvature
         self.damping = float(damping)
@@ -105,6 +114,16 @@ class HypergradientEstimator:
         self.baseline = baseline
         self.warm_start_solver = bool(warm_start_solver)
         self.report_residual = bool(report_residual)
+        self.render_cost_weight = float(render_cost_weight)
+
+    def check_simulator(self, simulator) -> None:
+        """Raises `ConfigError` when the render-cost term is on but the simulator reports no cost."""
+        if self.render_cost_weight:
+            check(
+                getattr(simulator, "render_cost", None) is not None,
+                f"HypergradientEstimator.render_cost_weight={self.render_cost_weight} needs a simulator with a "
+                f"render_cost(latents); {type(simulator).__name__} has none.",
+            )
 
     def estimate(self, objective, simulator, theta, generated: GeneratedData, validation, initial_guess=None):
         """Approximate hypergradient of the validation loss in the simulator parameters.
@@ -135,7 +154,7 @@ class HypergradientEstimator:
         validation_gradient_norm = tree_math.norm(validation_gradient)
         solver_residual, hvp_count = self._residual(matvec, z, validation_gradient, validation_gradient_norm)
         influence_values = influence.influence_weights(objective, theta, generated.inputs, generated.labels, z)
-        gradients = self._psi_gradients(simulator, generated, influence_values)
+        gradients, cost_diagnostics = self._psi_gradients(simulator, generated, influence_values)
         _, inner_gradient = objective.mean_value_and_gradient(
             objective.train_loss, theta, generated.inputs, generated.labels
         )
@@ -151,6 +170,7 @@ class HypergradientEstimator:
             "influence_std": tf.math.reduce_std(influence_values),
             "hypergradient_norm": tree_math.norm(gradients),
             "inner_gradient_norm": tree_math.norm(inner_gradient),
+            **cost_diagnostics,
         }
         return HypergradientResult(gradients, z, influence_values, diagnostics)
 
@@ -161,18 +181,26 @@ class HypergradientEstimator:
         residual = tree_math.subtract(matvec(z), validation_gradient)
         return tree_math.norm(residual) / (validation_gradient_norm + 1e-30), 1
 
-    def _psi_gradients(self, simulator, generated: GeneratedData, influence_values) -> list:
-        """`grad_psi S`, zeros for psi components the latents do not depend on."""
+    def _psi_gradients(self, simulator, generated: GeneratedData, influence_values) -> tuple[list, dict]:
+        """`grad_psi S` (plus the render-cost term), zeros for psi components the latents do not depend on."""
         baselines = influence.baseline_values(influence_values, self.baseline)
         psi_variables = simulator.psi_variables
+        diagnostics = {}
         with tf.GradientTape() as psi_tape:
             log_probs = simulator.log_prob(generated.latents)
             surrogate = influence.surrogate_loss(log_probs, influence_values, baselines, generated.importance_weights)
+            if self.render_cost_weight:
+                costs = tf.stop_gradient(tf.cast(simulator.render_cost(generated.latents), log_probs.dtype))
+                surrogate += influence.cost_surrogate_loss(
+                    log_probs, costs, self.render_cost_weight, generated.importance_weights
+                )
+                diagnostics["render_cost_mean"] = tf.reduce_mean(costs)
         gradients = psi_tape.gradient(surrogate, psi_variables)
-        return [
+        gradients = [
             tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
             for g, v in zip(gradients, psi_variables, strict=True)
         ]
+        return gradients, diagnostics
 
 
 def _probe_solver(solver) -> None:

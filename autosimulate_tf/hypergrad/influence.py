@@ -96,3 +96,30 @@ def surrogate_loss(
     if importance_weights is not None:
         advantages = advantages * tf.cast(importance_weights, log_probs.dtype)
     return -tf.reduce_mean(tf.stop_gradient(advantages) * log_probs)
+
+
+def cost_surrogate_loss(
+    log_probs: tf.Tensor, costs: tf.Tensor, cost_weight: float, importance_weights=None
+) -> tf.Tensor:
+    """`C = beta mean_i stop_gradient(r_i (cost_i - b_i)) log p(c_i | psi)`, `b_i` the leave-one-out mean cost.
+
+    Its gradient in psi estimates `beta grad_psi E_c[cost(c)]` (a plain score-function
+    term): added to the AutoSimulate surrogate, the outer objective becomes
+    `F(psi) + beta E[cost]`, so psi trades validation loss for cheaper samples (e.g. render
+    time). The leave-one-out baseline keeps it unbiased.
+
+    Args:
+      log_probs: `[n]` `log p(c_i | psi)` on the tape.
+      costs: `[n]` per-sample costs (not differentiated).
+      cost_weight: beta >= 0, validation-loss units per unit of cost.
+      importance_weights: optional `[n]` `r_i` for latents drawn under another q.
+
+    Returns:
+      Scalar surrogate.
+    """
+    costs = tf.cast(costs, log_probs.dtype)
+    advantages = costs - baseline_values(costs, LEAVE_ONE_OUT)
+    if importance_weights is not None:
+        advantages = advantages * tf.cast(importance_weights, log_probs.dtype)
+    # stop_gradient: the cost depends on psi only through the sampled latents, which log p accounts for.
+    return tf.cast(cost_weight, log_probs.dtype) * tf.reduce_mean(tf.stop_gradient(advantages) * log_probs)

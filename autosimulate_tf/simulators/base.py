@@ -95,6 +95,9 @@ class Simulator(tf.Module):
     label_dtype = np.int32
     num_classes: int | None = None
     render_with_tf_ops: bool = False
+    # Optional `render_cost(latents) -> [n]` tensor (e.g. samples per pixel), used by
+    # `HypergradientEstimator.render_cost_weight`; None: the simulator reports no cost.
+    render_cost = None
 
     def __init__(self, name: str | None = None):
         """Starts a simulator with no psi; subclasses then call `add_parameter` per component.

@@ -118,6 +118,7 @@ class AutoSimulateTrainer:
         self.render_timeout_s = render_timeout_s
         self.seed = int(seed)
         self.estimator = estimator if estimator is not None else HypergradientEstimator()
+        self.estimator.check_simulator(self.simulator)
         self.sharding = Sharding(strategy)
         self._build_model(inner_optimizer, outer_optimizer, weight_decay)
         self._build_state(reuse_iterations, reuse_weighting)
@@ -164,13 +165,12 @@ class AutoSimulateTrainer:
         ]
         # schema.INITIAL_SCORES, NaN until the first outer iteration has trained the model.
         self.initial_scores = tf.Variable(tf.fill([len(schema.INITIAL_SCORES)], np.nan), name="initial_scores")
-        self.reuse_buffer = (
-            reuse.ReuseBuffer(
-                self.simulator, reuse_iterations, self.num_samples, self.model.inputs[0].dtype, reuse_weighting
+        self.reuse_buffer = None
+        if reuse_iterations:
+            dtype = self.model.inputs[0].dtype
+            self.reuse_buffer = reuse.ReuseBuffer(
+                self.simulator, reuse_iterations, self.num_samples, dtype, reuse_weighting
             )
-            if reuse_iterations
-            else None
-        )
 
     # ------------------------------------------------------------------ state
     def checkpoint(self) -> tf.train.Checkpoint:

@@ -216,3 +216,37 @@ def test_importance_weighted_surrogate_estimates_the_gradient_under_the_current_
         check_against_pathwise(unweighted, standard_error(terms))
     old_gradient = analytic_pathwise_gradient(MEAN + SHIFT)
     assert np.all(np.abs(unweighted - old_gradient) < 5 * standard_error(terms)), (unweighted, old_gradient)
+
+
+def test_render_cost_term_estimates_the_gradient_of_the_expected_cost():
+    """`beta grad_mu E[cost]` with `cost(c) = |c|^2`: `E[cost] = |mu|^2 + 2 sigma^2`, gradient `2 beta mu`."""
+    beta = 0.3
+    simulator = GaussianLatentSimulator()
+    latents = simulator.sample_latents(NUM_SAMPLES, seed=tf.constant(SEED))
+    costs = tf.reduce_sum(tf.square(latents), axis=-1)
+    with tf.GradientTape() as tape:
+        surrogate = influence.cost_surrogate_loss(simulator.log_prob(latents), costs, beta)
+    (estimate,) = tape.gradient(surrogate, simulator.psi_variables)
+    # Per-sample terms beta (cost_i - b_i) grad_mu log p(c_i) give the Monte Carlo error.
+    values = costs.numpy()
+    baselines = (values.sum() - values) / (values.size - 1)
+    terms = beta * (values - baselines)[:, None] * (latents.numpy() - MEAN) / SIGMA**2
+    np.testing.assert_allclose(estimate.numpy(), terms.mean(axis=0), rtol=1e-4, atol=1e-6)
+    check_against_pathwise(estimate.numpy(), standard_error(terms), expected=2 * beta * MEAN)
+
+
+def test_render_cost_weight_needs_a_simulator_with_a_cost():
+    from autosimulate_tf.errors import ConfigError
+    from autosimulate_tf.hypergrad import HypergradientEstimator
+
+    estimator = HypergradientEstimator(render_cost_weight=0.1)
+    with pytest.raises(ConfigError, match=r"render_cost_weight=0\.1 needs a simulator with a render_cost"):
+        estimator.check_simulator(GaussianLatentSimulator())
+
+    class Costly(GaussianLatentSimulator):
+        def render_cost(self, latents):
+            return tf.reduce_sum(tf.square(latents), axis=-1)
+
+    estimator.check_simulator(Costly())  # has a cost: accepted
+    with pytest.raises(ConfigError, match="render_cost_weight=-1"):
+        HypergradientEstimator(render_cost_weight=-1)
