@@ -15,7 +15,9 @@ MODEL_STEPS = "model_steps"  # task-model gradient steps (inner steps, or from-s
 HVP_COUNT = "hvp_count"  # curvature-vector products (Hessian or Gauss-Newton)
 OBJECTIVE_EVALUATIONS = "objective_evaluations"  # validation-loss evaluations that drive psi
 WALL_CLOCK_S = "wall_clock_s"  # the method's own timed work, in seconds
-COSTS = (SIMULATED_SAMPLES, MODEL_STEPS, HVP_COUNT, OBJECTIVE_EVALUATIONS, WALL_CLOCK_S)
+RENDER_WALL_CLOCK_S = "render_wall_clock_s"  # the part of wall_clock_s spent sampling and rendering
+COSTS = (SIMULATED_SAMPLES, MODEL_STEPS, HVP_COUNT, OBJECTIVE_EVALUATIONS, WALL_CLOCK_S, RENDER_WALL_CLOCK_S)
+CLOCKS = (WALL_CLOCK_S, RENDER_WALL_CLOCK_S)  # the float-valued costs
 
 # ---- Scores on the real data (accuracy: None for regression) ----
 VAL_LOSS = "val_loss"
@@ -44,7 +46,7 @@ TRAINER_COUNTERS = (
 FINAL_PSI = "final_psi"  # the last psi iterate (what the checkpoint holds), constrained, by name
 OUTER_ITERATIONS = "outer_iterations"
 # Present in every results.json (the scores of the warm-started model at the end of the run).
-RESULTS_KEYS = (FINAL_PSI, *SCORES, *INITIAL_SCORES, OUTER_ITERATIONS, WALL_CLOCK_S, *TRAINER_COUNTERS)
+RESULTS_KEYS = (FINAL_PSI, *SCORES, *INITIAL_SCORES, OUTER_ITERATIONS, *CLOCKS, *TRAINER_COUNTERS)
 # Written by the post-run hand-off when it is asked to (train/hand_off.py).
 AVERAGED_PSI = "averaged_psi"
 AVERAGED_PSI_ITERATIONS = "averaged_psi_iterations"
@@ -66,18 +68,10 @@ HAND_OFF_KEYS = (
 )
 
 # ---- One fresh-model evaluation (ScratchTrainingEvaluator.evaluate) ----
-FRESH_MODEL_KEYS = (*SCORES, SIMULATED_SAMPLES, DROPPED_SAMPLES, MODEL_STEPS, WALL_CLOCK_S)
+FRESH_MODEL_KEYS = (*SCORES, SIMULATED_SAMPLES, DROPPED_SAMPLES, MODEL_STEPS, *CLOCKS)
 # The real-data reference model (a fresh model trained on the real validation inputs).
 REFERENCE_KEYS = (TEST_LOSS, TEST_ACCURACY, "training_examples", MODEL_STEPS)
 
 # ---- A comparison curve point (one per unit of a method's work) ----
 PSI = "psi"
-CURVE_POINT_KEYS = (
-    SIMULATED_SAMPLES,
-    WALL_CLOCK_S,
-    OBJECTIVE_EVALUATIONS,
-    MODEL_STEPS,
-    HVP_COUNT,
-    *SCORES,
-    PSI,
-)
+CURVE_POINT_KEYS = (*COSTS, *SCORES, PSI)

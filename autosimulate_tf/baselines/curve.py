@@ -13,12 +13,12 @@ from autosimulate_tf.baselines.score import Score
 
 def new_totals() -> dict:
     """Zeroed cumulative costs of a search method, by their schema names."""
-    return dict.fromkeys(schema.COSTS, 0) | {schema.WALL_CLOCK_S: 0.0}
+    return dict.fromkeys(schema.COSTS, 0) | dict.fromkeys(schema.CLOCKS, 0.0)
 
 
 def add_evaluation(totals: dict, evaluation: dict) -> None:
     """Adds one fresh-model evaluation's costs to `totals` (it is one objective evaluation, no HVPs)."""
-    for name in (schema.SIMULATED_SAMPLES, schema.MODEL_STEPS, schema.WALL_CLOCK_S):
+    for name in (schema.SIMULATED_SAMPLES, schema.MODEL_STEPS, *schema.CLOCKS):
         totals[name] += evaluation[name]
     totals[schema.OBJECTIVE_EVALUATIONS] += 1
 

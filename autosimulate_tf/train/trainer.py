@@ -106,8 +106,7 @@ class AutoSimulateTrainer:
         Raises:
           ConfigError: naming the bad setting, before any rendering.
         """
-        settings = dict(locals())
-        check_settings(settings)
+        check_settings(dict(locals()))
         self.problem = problem
         self.simulator = problem.simulator
         self.num_samples = int(num_samples)
@@ -158,7 +157,7 @@ class AutoSimulateTrainer:
         self.counters = {
             name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name) for name in schema.TRAINER_COUNTERS
         }
-        self.wall_clock_s = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_clock_s")
+        self.clocks = {name: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=name) for name in schema.CLOCKS}
         self.previous_z = [
             tf.Variable(tf.zeros_like(v.value), trainable=False, name="previous_z")
             for v in self.model.trainable_variables
@@ -183,7 +182,7 @@ class AutoSimulateTrainer:
             outer_optimizer=self.outer_optimizer,
             simulator=self.simulator,
             iteration=self.iteration,
-            wall_clock_s=self.wall_clock_s,
+            **{f"clock_{name}": variable for name, variable in self.clocks.items()},
             previous_z=self.previous_z,
             initial_scores=self.initial_scores,
             **{f"counter_{name}": variable for name, variable in self.counters.items()},
@@ -303,7 +302,8 @@ class AutoSimulateTrainer:
         # the baselines' validation scoring is part of theirs.
         validation = self.evaluate("validation")
         elapsed = time.perf_counter() - start - untimed_s
-        self.wall_clock_s.assign_add(elapsed)
+        self.clocks[schema.WALL_CLOCK_S].assign_add(elapsed)
+        self.clocks[schema.RENDER_WALL_CLOCK_S].assign_add(render_done - start)
         timings = {
             "render_s": render_done - start,
             "inner_s": inner_done - render_done,
@@ -385,7 +385,7 @@ class AutoSimulateTrainer:
     def cost_counters(self) -> dict:
         """The checkpointed counters and the wall-clock, as plain numbers by `results_schema` name."""
         counters = {name: int(variable.numpy()) for name, variable in self.counters.items()}
-        return {**counters, schema.WALL_CLOCK_S: float(self.wall_clock_s.numpy())}
+        return {**counters, **{name: float(variable.numpy()) for name, variable in self.clocks.items()}}
 
     def initial_results(self) -> dict:
         """`results_schema.INITIAL_SCORES` by name (None before the first iteration, and for accuracies in regression)."""

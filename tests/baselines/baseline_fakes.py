@@ -60,6 +60,7 @@ class DistanceEvaluator:
             schema.DROPPED_SAMPLES: 0,
             schema.MODEL_STEPS: STEPS_PER_EVALUATION,
             schema.WALL_CLOCK_S: SECONDS_PER_EVALUATION,
+            schema.RENDER_WALL_CLOCK_S: SECONDS_PER_EVALUATION / 2,
         }
         self.psis.append(self.problem.simulator.constrained_parameters())
         self.unconstrained.append(self.problem.simulator.unconstrained_vector())

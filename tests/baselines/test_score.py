@@ -47,6 +47,7 @@ def evaluation(val_loss, val_accuracy):
         schema.SIMULATED_SAMPLES: 10,
         schema.MODEL_STEPS: 3,
         schema.WALL_CLOCK_S: 0.5,
+        schema.RENDER_WALL_CLOCK_S: 0.1,
     }
 
 
@@ -81,6 +82,7 @@ def test_totals_and_curve_points_use_the_schema_names():
         schema.HVP_COUNT: 0,
         schema.OBJECTIVE_EVALUATIONS: 2,
         schema.WALL_CLOCK_S: 1.0,
+        schema.RENDER_WALL_CLOCK_S: 0.2,
     }
     point = curve_point(totals, evaluation(0.1, None), {"x": [1.0]}, policy_std=0.5)
     assert set(point) == {*schema.CURVE_POINT_KEYS, "policy_std"}

@@ -102,6 +102,8 @@ def check_scores(runs: dict, summaries: dict, scoring: str, classification: bool
                 assert math.isfinite(point[schema.VAL_LOSS]) and math.isfinite(point[schema.TEST_LOSS])
                 for name in (schema.VAL_ACCURACY, schema.TEST_ACCURACY):
                     assert (point[name] is None) == (not classification), (method, name)
+                # Every method's render seconds are counted, as part of its wall-clock.
+                assert 0.0 < point[schema.RENDER_WALL_CLOCK_S] <= point[schema.WALL_CLOCK_S], method
             if method not in ("autosimulate", "default"):
                 # Their own best-so-far score never gets worse (under a referee it is kept beside the referee's).
                 own = method_score_name(score_key) if scoring == "referee" else score_key
@@ -246,6 +248,7 @@ def synthetic_run(values, seed, key=schema.VAL_ACCURACY):
         {
             schema.SIMULATED_SAMPLES: (100 + seed) * (i + 1),
             schema.WALL_CLOCK_S: 1.0 * (i + 1),
+            schema.RENDER_WALL_CLOCK_S: 0.5 * (i + 1),
             schema.OBJECTIVE_EVALUATIONS: i + 1,
             schema.MODEL_STEPS: 10 * (i + 1),
             schema.HVP_COUNT: 0,

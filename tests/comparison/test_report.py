@@ -16,6 +16,7 @@ def curve(values, samples_per_point=100, seconds_per_point=1.0, regression=False
             {
                 schema.SIMULATED_SAMPLES: samples_per_point * (i + 1),
                 schema.WALL_CLOCK_S: seconds_per_point * (i + 1),
+                schema.RENDER_WALL_CLOCK_S: seconds_per_point * (i + 1) / 2,
                 schema.OBJECTIVE_EVALUATIONS: i + 1,
                 schema.MODEL_STEPS: 10 * (i + 1),
                 schema.HVP_COUNT: 0,
