@@ -45,8 +45,18 @@ TRAINER_COUNTERS = (
 # ---- results.json ----
 FINAL_PSI = "final_psi"  # the last psi iterate (what the checkpoint holds), constrained, by name
 OUTER_ITERATIONS = "outer_iterations"
+# Warnings that the hypergradient could not be trusted (train/diagnostics.py): `kind`, `iteration`, `message`.
+HYPERGRADIENT_WARNINGS = "hypergradient_warnings"
 # Present in every results.json (the scores of the warm-started model at the end of the run).
-RESULTS_KEYS = (FINAL_PSI, *SCORES, *INITIAL_SCORES, OUTER_ITERATIONS, *CLOCKS, *TRAINER_COUNTERS)
+RESULTS_KEYS = (
+    FINAL_PSI,
+    *SCORES,
+    *INITIAL_SCORES,
+    OUTER_ITERATIONS,
+    *CLOCKS,
+    *TRAINER_COUNTERS,
+    HYPERGRADIENT_WARNINGS,
+)
 # Written by the post-run hand-off when it is asked to (train/hand_off.py).
 AVERAGED_PSI = "averaged_psi"
 AVERAGED_PSI_ITERATIONS = "averaged_psi_iterations"

@@ -17,6 +17,7 @@ from autosimulate_tf import results_schema as schema
 from autosimulate_tf.errors import check
 from autosimulate_tf.problem import Problem
 from autosimulate_tf.train import pictures, results_io
+from autosimulate_tf.train.diagnostics import HypergradientHealth
 from autosimulate_tf.train.hand_off import HandOff
 from autosimulate_tf.train.trainer import AutoSimulateTrainer, SimulatorFailureError
 
@@ -161,6 +162,7 @@ def train_autosimulate(
     problem=None,
     trainer_factory=AutoSimulateTrainer,
     hand_off_factory=HandOff,
+    health_factory=HypergradientHealth,
     history=None,
 ) -> dict:
     """Runs (or continues) an AutoSimulate experiment in `root_dir`.
@@ -180,6 +182,8 @@ def train_autosimulate(
       problem: the `Problem`; default: one built from its gin bindings.
       trainer_factory: builds the `AutoSimulateTrainer` from `problem=` (gin-configured).
       hand_off_factory: builds the `HandOff` from `problem=` (gin-configured).
+      health_factory: builds the `HypergradientHealth` that warns when the hypergradient
+        cannot be trusted (gin-configured); its warnings are in results.json.
       history: optional list; each iteration's metrics dict is appended to it.
 
     Returns:
@@ -195,15 +199,20 @@ def train_autosimulate(
     tf.io.gfile.makedirs(root_dir)
     problem = problem if problem is not None else Problem()
     hand_off = hand_off_factory(problem=problem)
+    health = health_factory()
     trainer = trainer_factory(problem=problem)
     manager = _restore(trainer, root_dir, max_checkpoints_to_keep)
     summaries = _Summaries(root_dir)
     trajectory = pictures.PsiTrajectory(root_dir, int(trainer.iteration.numpy()))
     if not trajectory.entries:
         trajectory.append(0, trainer.constrained_psi())
+    warnings_path = os.path.join(root_dir, "hypergradient_warnings.json")
+    health.restore(_warnings_until(results_io.read_json(warnings_path) or [], int(trainer.iteration.numpy())))
     intervals = (num_outer_iterations, checkpoint_interval, log_interval)
-    _run_outer_iterations(trainer, manager, summaries, trajectory, root_dir, intervals, history)
+    monitor = (health, warnings_path, history)
+    _run_outer_iterations(trainer, manager, summaries, trajectory, root_dir, intervals, monitor)
     results = final_results(trainer)
+    results[schema.HYPERGRADIENT_WARNINGS] = health.warnings
     results.update(hand_off.run(root_dir, trajectory.entries, trainer.seed, summaries.writer))
     summaries.flush()
     path = os.path.join(root_dir, "results.json")
@@ -212,9 +221,15 @@ def train_autosimulate(
     return results
 
 
-def _run_outer_iterations(trainer, manager, summaries, trajectory, root_dir, intervals, history) -> None:
-    """Steps the trainer until `num_outer_iterations`, writing summaries, psi and checkpoints on the way."""
+def _warnings_until(warnings: list[dict], iteration: int) -> list[dict]:
+    """The recorded warnings raised at or before `iteration` (later ones belong to work redone now)."""
+    return [warning for warning in warnings if warning["iteration"] <= iteration]
+
+
+def _run_outer_iterations(trainer, manager, summaries, trajectory, root_dir, intervals, monitor) -> None:
+    """Steps the trainer until `num_outer_iterations`, writing summaries, psi, warnings and checkpoints."""
     num_outer_iterations, checkpoint_interval, log_interval = intervals
+    health, warnings_path, history = monitor
     with _InterruptFlag() as interrupt:
         while int(trainer.iteration.numpy()) < num_outer_iterations:
             try:
@@ -226,6 +241,8 @@ def _run_outer_iterations(trainer, manager, summaries, trajectory, root_dir, int
             if history is not None:
                 history.append(metrics)
             summaries.write(trainer.simulator, metrics)
+            if health.observe(metrics):
+                results_io.write_json_atomically(warnings_path, health.warnings)
             trajectory.append(iteration, trainer.constrained_psi())
             if iteration == 1 or not os.path.exists(os.path.join(root_dir, "operative_config.gin")):
                 results_io.write_operative_config(root_dir, summaries.writer())
