@@ -1,6 +1,7 @@
 """Pictures people want to see: rendered samples next to real data, and psi over time."""
 
 import json
+import math
 import os
 
 import numpy as np
@@ -64,12 +65,21 @@ def write_psi_plot(path: str, trajectory: list[dict]) -> None:
     if not trajectory:
         return
     names = [name for name in trajectory[0] if name != "iteration"]
-    figure, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), squeeze=False)
+    widest = max(np.size(trajectory[0][name]) for name in names)
+    figure, axes = plt.subplots(
+        len(names), 1, figsize=(7 + 1.2 * math.ceil(widest / 8), 2.2 * len(names)), squeeze=False
+    )
     iterations = [entry["iteration"] for entry in trajectory]
     for axis, name in zip(axes[:, 0], names, strict=True):
         values = np.array([np.ravel(entry[name]) for entry in trajectory])
-        axis.plot(iterations, values, linewidth=1)
-        axis.set_title(name, fontsize=8)
+        count = values.shape[1]
+        shape = np.shape(trajectory[0][name])
+        labels = [name] if count == 1 else [f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape)]
+        for column, label in enumerate(labels):
+            axis.plot(iterations, values[:, column], linewidth=1, label=label)
+        # One labelled line per component; a factor with many components gets a compact legend.
+        axis.legend(fontsize=6, ncol=max(1, math.ceil(count / 8)), loc="center left", bbox_to_anchor=(1.01, 0.5))
+        axis.set_title(f"{name} ({count} component{'s' if count > 1 else ''})", fontsize=8)
         axis.set_xlabel("outer iteration", fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
