@@ -27,18 +27,20 @@ setup(
         "mlxtend>=0.25,<0.26",
     ],
     extras_require={
-        # Optional render backend: render_latents.backend = @RayBackend().
-        "ray": ["ray>=2.40,<3"],
+        # Optional render backend (render_latents.backend = @RayBackend()) and sweep backend
+        # (autosimulate-sweep --backend=ray, which needs Ray Tune).
+        "ray": ["ray[tune]>=2.40,<3"],
         # Optional baseline: run_comparison.methods may include 'bayesian_optimization' (Optuna's TPE).
         "bo": ["optuna>=4.5,<5"],
         # CI exercises the optional Ray backend (a local instance adds ~30 s to the tests on 2 cores)
         # and the optional Bayesian-optimisation baseline too.
-        "test": ["pytest>=8", "ruff>=0.15", "ray>=2.40,<3", "optuna>=4.5,<5"],
+        "test": ["pytest>=8", "ruff>=0.15", "ray[tune]>=2.40,<3", "optuna>=4.5,<5"],
     },
     entry_points={
         "console_scripts": [
             "autosimulate-train=autosimulate_tf.train.launch:run",
             "autosimulate-compare=autosimulate_tf.comparison.launch:run",
+            "autosimulate-sweep=autosimulate_tf.sweeps.launch:run",
         ]
     },
 )
