@@ -4,6 +4,7 @@ from autosimulate_tf.simulators.base import Simulator, WrappingSimulator
 from autosimulate_tf.simulators.digits import ProceduralDigitsSimulator
 from autosimulate_tf.simulators.faults import FaultInjectingSimulator
 from autosimulate_tf.simulators.gmm import GaussianMixtureSimulator
+from autosimulate_tf.simulators.mnist_digits import MnistDigitsSimulator
 from autosimulate_tf.simulators.pools import CategoricalPoolsSimulator, xor_pools
 from autosimulate_tf.simulators.regression import SineRegressionSimulator, sine_regression_real_data
 from autosimulate_tf.simulators.slow import SlowRenderSimulator
@@ -12,6 +13,7 @@ __all__ = [
     "CategoricalPoolsSimulator",
     "FaultInjectingSimulator",
     "GaussianMixtureSimulator",
+    "MnistDigitsSimulator",
     "ProceduralDigitsSimulator",
     "Simulator",
     "SineRegressionSimulator",

@@ -39,7 +39,7 @@ TINY = [
     f"referee/ScratchTrainingEvaluator.num_steps = {STEPS}",
 ]
 # Files that add Bayesian optimisation to the four standard methods.
-WITH_BAYESIAN_OPTIMIZATION = ("compare_gmm", "compare_regression")
+WITH_BAYESIAN_OPTIMIZATION = ("compare_gmm", "compare_regression", "compare_mnist", "compare_scenes")
 
 
 def compare_file(name: str) -> str:

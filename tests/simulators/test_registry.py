@@ -31,6 +31,7 @@ from autosimulate_tf.simulators import (
     CategoricalPoolsSimulator,
     FaultInjectingSimulator,
     GaussianMixtureSimulator,
+    MnistDigitsSimulator,
     ProceduralDigitsSimulator,
     Simulator,
     SlowRenderSimulator,
@@ -43,12 +44,15 @@ from autosimulate_tf.simulators.faults import InjectedRenderError
 SEED = tf.constant([3, 1])
 NUM_SAMPLES = 8
 
+
+
 REGISTRY = {
     CategoricalPoolsSimulator: lambda: CategoricalPoolsSimulator(pools=xor_pools(pool_size=20)),
     FaultInjectingSimulator: lambda: FaultInjectingSimulator(
         simulator=GaussianMixtureSimulator(), nan_rate=0.3, raise_rate=0.2
     ),
     GaussianMixtureSimulator: GaussianMixtureSimulator,
+    MnistDigitsSimulator: MnistDigitsSimulator,
     ProceduralDigitsSimulator: ProceduralDigitsSimulator,
     simulators.SineRegressionSimulator: simulators.SineRegressionSimulator,
     SlowRenderSimulator: lambda: SlowRenderSimulator(simulator=GaussianMixtureSimulator(), work_ms=0.1),
