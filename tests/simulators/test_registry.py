@@ -45,7 +45,6 @@ SEED = tf.constant([3, 1])
 NUM_SAMPLES = 8
 
 
-
 REGISTRY = {
     CategoricalPoolsSimulator: lambda: CategoricalPoolsSimulator(pools=xor_pools(pool_size=20)),
     FaultInjectingSimulator: lambda: FaultInjectingSimulator(
