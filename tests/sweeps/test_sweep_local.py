@@ -3,6 +3,7 @@
 import socket
 import subprocess
 import sys
+import time
 import threading
 
 import pytest
@@ -50,6 +51,10 @@ def test_a_trial_still_running_from_an_earlier_sweep_is_recognised(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", f"--root_dir={folder}"])
     try:
         record = {"status": "running", "pid": child.pid, "host": socket.gethostname(), "folder": folder}
+        # Until the child has exec'd, /proc shows the parent's command line: wait for it (a loaded machine).
+        deadline = time.monotonic() + 20
+        while not trial_runner.still_running(record) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert trial_runner.still_running(record)
         # The same pid running something else (a reused pid), or a finished record, is not the trial.
         assert not trial_runner.still_running({**record, "folder": str(tmp_path / "other")})
