@@ -3,8 +3,8 @@
 import socket
 import subprocess
 import sys
-import time
 import threading
+import time
 
 import pytest
 
