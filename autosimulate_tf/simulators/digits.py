@@ -24,22 +24,14 @@ from typing import NamedTuple
 
 import gin
 import numpy as np
-import tensorflow as tf
-import tensorflow_probability as tfp
 
-from autosimulate_tf.errors import check
-from autosimulate_tf.simulators.base import Simulator
 from autosimulate_tf.simulators.digit_glyphs import GLYPHS
-
-tfd = tfp.distributions
+from autosimulate_tf.simulators.digit_style import MASKED_LOGIT, StyleDigitsSimulator  # noqa: F401 (re-exported)
 
 BOX_SIZE = 32  # side of the binary bitmap, in pixels (as in UCI optdigits)
 BLOCK_SIZE = 4  # 4x4 blocks of the bitmap are counted into one 8x8 value (0..16)
 OBSERVATION_SIZE = BOX_SIZE // BLOCK_SIZE
 MAX_VARIANTS = 3  # style variants per digit; digits with fewer are padded with masked logits
-# Logit of a padding variant. A constant (not psi), so no optimiser or search can make an
-# undefined variant possible; exp(-1e9) is exactly 0 in float32, and log_softmax stays finite.
-MASKED_LOGIT = -1e9
 NUM_DISTORTION_MODES = 3  # random sinusoidal modes per displacement axis
 DISTORTION_FREQUENCY = 1.0  # std of a mode's spatial frequency, in cycles per glyph height
 # The stroke skeletons (`GLYPHS`, a data table) live in `digit_glyphs`.
@@ -269,7 +261,7 @@ def render_batch(latents) -> tuple[np.ndarray, np.ndarray]:
 
 
 @gin.configurable
-class ProceduralDigitsSimulator(Simulator):
+class ProceduralDigitsSimulator(StyleDigitsSimulator):
     """Procedural digits 0-9 whose style distribution is psi; renders UCI-style 8x8 images.
 
     Latent (one `tfd.JointDistributionNamed`):
@@ -324,6 +316,11 @@ class ProceduralDigitsSimulator(Simulator):
     num_classes = NUM_CLASSES
     render_with_tf_ops = False
 
+    variant_names = VARIANT_NAMES
+    variant_counts = VARIANT_COUNTS
+    max_variants = MAX_VARIANTS
+    factors = FACTORS
+
     def __init__(self, logit_bound: float = 4.0, tune_class_prior: bool = True, name: str = "procedural_digits"):
         """Builds the simulator at the untuned default psi.
 
@@ -339,59 +336,7 @@ class ProceduralDigitsSimulator(Simulator):
         Raises:
           ConfigError: when `logit_bound` is not a finite number > 0.
         """
-        super().__init__(name=name)
-        check(
-            bool(np.isfinite(logit_bound) and logit_bound > 0),
-            f"ProceduralDigitsSimulator.logit_bound={logit_bound} must be a finite number > 0.",
-        )
-        self.tune_class_prior = bool(tune_class_prior)
-        if self.tune_class_prior:
-            self.add_parameter("class_logits", np.zeros(NUM_CLASSES, np.float32), bounds=(-logit_bound, logit_bound))
-        self.add_parameter(
-            "variant_logits", np.zeros(len(VARIANT_NAMES), np.float32), bounds=(-logit_bound, logit_bound)
-        )
-        for factor in FACTORS:
-            mean, std = default_factor_moments(factor)
-            self.add_parameter(f"{factor.name}_mean", mean, bounds=factor.mean_bounds)
-            self.add_parameter(
-                f"{factor.name}_log_scale",
-                math.log(std),
-                bounds=(math.log(factor.scale_bounds[0]), math.log(factor.scale_bounds[1])),
-            )
-        # Where each flat variant logit goes in the [10, MAX_VARIANTS] matrix.
-        self._variant_positions = tf.constant(
-            [[digit, slot] for digit in range(NUM_CLASSES) for slot in range(VARIANT_COUNTS[digit])], tf.int32
-        )
-
-    @property
-    def variant_names(self) -> tuple[str, ...]:
-        """Names of the `variant_logits` entries, in order (`"<digit>_<variant>"`)."""
-        return VARIANT_NAMES
-
-    def class_logits(self) -> tf.Tensor:
-        """`[10]` class logits: psi when `tune_class_prior`, else zeros (uniform prior)."""
-        if self.tune_class_prior:
-            return self.parameter("class_logits")
-        return tf.zeros([NUM_CLASSES], tf.float32)
-
-    def variant_logit_matrix(self) -> tf.Tensor:
-        """`[10, MAX_VARIANTS]` logits: psi where a variant exists, `MASKED_LOGIT` in the padding."""
-        padding = tf.fill([NUM_CLASSES, MAX_VARIANTS], tf.constant(MASKED_LOGIT, tf.float32))
-        return tf.tensor_scatter_nd_update(padding, self._variant_positions, self.parameter("variant_logits"))
-
-    def latent_distribution(self):
-        """The joint latent distribution described in the class docstring."""
-        variant_logits = self.variant_logit_matrix()
-        components = {
-            "digit": tfd.Categorical(logits=self.class_logits()),
-            "variant": lambda digit: tfd.Categorical(logits=tf.gather(variant_logits, digit)),
-        }
-        for factor in FACTORS:
-            components[factor.name] = tfd.Normal(
-                self.parameter(f"{factor.name}_mean"), tf.exp(self.parameter(f"{factor.name}_log_scale"))
-            )
-        components["noise_seed"] = tfd.Uniform(tf.constant(0.0, tf.float32), 1.0)
-        return tfd.JointDistributionNamed(components)
+        super().__init__(logit_bound, tune_class_prior, name, default_factor_moments)
 
     def render(self, latent):
         """Renders one latent (dict of numpy scalars) to `(8x8 float32 image in 0..16, int32 label)`."""

@@ -32,13 +32,9 @@ import math
 
 import gin
 import numpy as np
-import tensorflow as tf
-import tensorflow_probability as tfp
 
-from autosimulate_tf.errors import check
-from autosimulate_tf.simulators.base import Simulator
+from autosimulate_tf.simulators.digit_style import StyleDigitsSimulator
 from autosimulate_tf.simulators.digits import (
-    MASKED_LOGIT,
     REFERENCE_SKELETON_LENGTH,
     Factor,
     _compile,
@@ -47,8 +43,6 @@ from autosimulate_tf.simulators.digits import (
     default_factor_moments,
 )
 from autosimulate_tf.simulators.mnist_glyphs import MNIST_GLYPHS
-
-tfd = tfp.distributions
 
 IMAGE_SIZE = 28  # MNIST's image side, px
 FIT_SIZE = 20  # the longest side of the stroke's bounding box, px (MNIST's 20x20 box)
@@ -221,7 +215,7 @@ def render_mnist_batch(latents) -> tuple[np.ndarray, np.ndarray]:
 
 
 @gin.configurable
-class MnistDigitsSimulator(Simulator):
+class MnistDigitsSimulator(StyleDigitsSimulator):
     """Procedural digits 0-9 whose style distribution is psi; renders MNIST-style 28x28 images.
 
     Latent (one `tfd.JointDistributionNamed`), as in `ProceduralDigitsSimulator`:
@@ -271,6 +265,11 @@ class MnistDigitsSimulator(Simulator):
     num_classes = NUM_CLASSES
     render_with_tf_ops = False
 
+    variant_names = VARIANT_NAMES
+    variant_counts = VARIANT_COUNTS
+    max_variants = MAX_VARIANTS
+    factors = FACTORS
+
     def __init__(self, logit_bound: float = 4.0, tune_class_prior: bool = True, name: str = "mnist_digits"):
         """Builds the simulator at the untuned default psi.
 
@@ -283,55 +282,7 @@ class MnistDigitsSimulator(Simulator):
         Raises:
           ConfigError: when `logit_bound` is not a finite number > 0.
         """
-        super().__init__(name=name)
-        check(
-            bool(np.isfinite(logit_bound) and logit_bound > 0),
-            f"MnistDigitsSimulator.logit_bound={logit_bound} must be a finite number > 0.",
-        )
-        self.tune_class_prior = bool(tune_class_prior)
-        bounds = (-logit_bound, logit_bound)
-        if self.tune_class_prior:
-            self.add_parameter("class_logits", np.zeros(NUM_CLASSES, np.float32), bounds=bounds)
-        self.add_parameter("variant_logits", np.zeros(len(VARIANT_NAMES), np.float32), bounds=bounds)
-        for factor in FACTORS:
-            mean, std = default_factor_moments(factor)
-            self.add_parameter(f"{factor.name}_mean", mean, bounds=factor.mean_bounds)
-            low, high = factor.scale_bounds
-            self.add_parameter(f"{factor.name}_log_scale", math.log(std), bounds=(math.log(low), math.log(high)))
-        # Where each flat variant logit goes in the [10, MAX_VARIANTS] matrix.
-        self._variant_positions = tf.constant(
-            [[digit, slot] for digit in range(NUM_CLASSES) for slot in range(VARIANT_COUNTS[digit])], tf.int32
-        )
-
-    @property
-    def variant_names(self) -> tuple[str, ...]:
-        """Names of the `variant_logits` entries, in order (`"<digit>_<variant>"`)."""
-        return VARIANT_NAMES
-
-    def class_logits(self) -> tf.Tensor:
-        """`[10]` class logits: psi when `tune_class_prior`, else zeros (uniform prior)."""
-        if self.tune_class_prior:
-            return self.parameter("class_logits")
-        return tf.zeros([NUM_CLASSES], tf.float32)
-
-    def variant_logit_matrix(self) -> tf.Tensor:
-        """`[10, MAX_VARIANTS]` logits: psi where a variant exists, `MASKED_LOGIT` in the padding."""
-        padding = tf.fill([NUM_CLASSES, MAX_VARIANTS], tf.constant(MASKED_LOGIT, tf.float32))
-        return tf.tensor_scatter_nd_update(padding, self._variant_positions, self.parameter("variant_logits"))
-
-    def latent_distribution(self):
-        """The joint latent distribution described in the class docstring."""
-        variant_logits = self.variant_logit_matrix()
-        components = {
-            "digit": tfd.Categorical(logits=self.class_logits()),
-            "variant": lambda digit: tfd.Categorical(logits=tf.gather(variant_logits, digit)),
-        }
-        for factor in FACTORS:
-            components[factor.name] = tfd.Normal(
-                self.parameter(f"{factor.name}_mean"), tf.exp(self.parameter(f"{factor.name}_log_scale"))
-            )
-        components["noise_seed"] = tfd.Uniform(tf.constant(0.0, tf.float32), 1.0)
-        return tfd.JointDistributionNamed(components)
+        super().__init__(logit_bound, tune_class_prior, name, default_factor_moments)
 
     def render(self, latent):
         """Renders one latent (dict of numpy scalars) to `(28x28 float32 image in 0..255, int32 label)`."""
