@@ -15,6 +15,7 @@ from autosimulate_tf.data.real import (
     xor_mixture_real_data,
 )
 from autosimulate_tf.data.rendering import RenderedData
+from autosimulate_tf.data.scenes import scene_target_data
 
 __all__ = [
     "InProcessBackend",
@@ -27,6 +28,7 @@ __all__ = [
     "mnist_5k_real_data",
     "render_latents",
     "sample_xor_mixture",
+    "scene_target_data",
     "uci_digits_real_data",
     "xor_mixture_real_data",
 ]

@@ -7,6 +7,7 @@ from autosimulate_tf.simulators.gmm import GaussianMixtureSimulator
 from autosimulate_tf.simulators.mnist_digits import MnistDigitsSimulator
 from autosimulate_tf.simulators.pools import CategoricalPoolsSimulator, xor_pools
 from autosimulate_tf.simulators.regression import SineRegressionSimulator, sine_regression_real_data
+from autosimulate_tf.simulators.scenes import SceneSimulator
 from autosimulate_tf.simulators.slow import SlowRenderSimulator
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "GaussianMixtureSimulator",
     "MnistDigitsSimulator",
     "ProceduralDigitsSimulator",
+    "SceneSimulator",
     "Simulator",
     "SineRegressionSimulator",
     "SlowRenderSimulator",

@@ -33,6 +33,7 @@ from autosimulate_tf.simulators import (
     GaussianMixtureSimulator,
     MnistDigitsSimulator,
     ProceduralDigitsSimulator,
+    SceneSimulator,
     Simulator,
     SlowRenderSimulator,
     WrappingSimulator,
@@ -40,9 +41,21 @@ from autosimulate_tf.simulators import (
 )
 from autosimulate_tf.simulators.base import PsiNotAvailableError
 from autosimulate_tf.simulators.faults import InjectedRenderError
+from autosimulate_tf.simulators.mitsuba_guard import mitsuba_available
 
 SEED = tf.constant([3, 1])
 NUM_SAMPLES = 8
+
+
+def scene_simulator():
+    """A `SceneSimulator` at 4 spp; the tests of a registry entry skip when Mitsuba is not installed."""
+    if not mitsuba_available():
+        pytest.skip(
+            "SceneSimulator renders with Mitsuba 3, which is not installed (pip install 'autosimulate_tf[render]')"
+        )
+    simulator = SceneSimulator()
+    simulator.set_constrained_parameters({"spp_choice_logits": np.array([4.0, -4.0, -4.0, -4.0], np.float32)})
+    return simulator
 
 
 REGISTRY = {
@@ -53,6 +66,7 @@ REGISTRY = {
     GaussianMixtureSimulator: GaussianMixtureSimulator,
     MnistDigitsSimulator: MnistDigitsSimulator,
     ProceduralDigitsSimulator: ProceduralDigitsSimulator,
+    SceneSimulator: scene_simulator,
     simulators.SineRegressionSimulator: simulators.SineRegressionSimulator,
     SlowRenderSimulator: lambda: SlowRenderSimulator(simulator=GaussianMixtureSimulator(), work_ms=0.1),
 }
