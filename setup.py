@@ -32,9 +32,19 @@ setup(
         "ray": ["ray[tune]>=2.40,<3"],
         # Optional baseline: run_comparison.methods may include 'bayesian_optimization' (Optuna's TPE).
         "bo": ["optuna>=4.5,<5"],
+        # Optional renderer: the Mitsuba 3 path tracer of simulators/scenes.py (CPU variants;
+        # llvm_ad_rgb needs a system libLLVM >= 17, e.g. Debian's libllvm19, else scalar_rgb).
+        "render": ["mitsuba==3.9.1", "drjit==1.5.0"],
         # CI exercises the optional Ray backend (a local instance adds ~30 s to the tests on 2 cores)
-        # and the optional Bayesian-optimisation baseline too.
-        "test": ["pytest>=8", "ruff>=0.15", "ray[tune]>=2.40,<3", "optuna>=4.5,<5"],
+        # the optional Bayesian-optimisation baseline and the Mitsuba renderer too.
+        "test": [
+            "pytest>=8",
+            "ruff>=0.15",
+            "ray[tune]>=2.40,<3",
+            "optuna>=4.5,<5",
+            "mitsuba==3.9.1",
+            "drjit==1.5.0",
+        ],
     },
     entry_points={
         "console_scripts": [

@@ -11,9 +11,9 @@ from autosimulate_tf.data import pipeline
 
 
 def is_image_simulator(simulator) -> bool:
-    """True when observations are 2-D images (or images with one channel)."""
+    """True when observations are 2-D images, or images with one (grey) or three (RGB) channels."""
     shape = tuple(simulator.observation_shape)
-    return len(shape) == 2 or (len(shape) == 3 and shape[-1] == 1)
+    return len(shape) == 2 or (len(shape) == 3 and shape[-1] in (1, 3))
 
 
 def render_examples(simulator, num_examples: int, seed) -> tuple[np.ndarray, np.ndarray]:
@@ -28,7 +28,8 @@ def write_sample_grid(path: str, rows: list[tuple[str, np.ndarray, np.ndarray]],
 
     Args:
       path: output PNG path.
-      rows: `(title, images [n, h, w(, 1)], labels [n])` per band.
+      rows: `(title, images [n, h, w(, 1 or 3)], labels [n])` per band: grey images are drawn
+        dark on light, RGB images (values in [0, 1]) as they are.
       columns: images per band.
     """
     import matplotlib
@@ -44,7 +45,7 @@ def write_sample_grid(path: str, rows: list[tuple[str, np.ndarray, np.ndarray]],
             axis.set_xticks([])
             axis.set_yticks([])
             if column < len(images):
-                axis.imshow(np.squeeze(images[column]), cmap="gray_r", vmin=0)
+                _show_image(axis, images[column])
                 axis.set_title(str(int(labels[column])), fontsize=6, pad=1)
         axes[row, 0].set_ylabel(title, fontsize=6, rotation=0, ha="right", va="center")
     figure.tight_layout(pad=0.2)
@@ -53,6 +54,15 @@ def write_sample_grid(path: str, rows: list[tuple[str, np.ndarray, np.ndarray]],
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return pixels
+
+
+def _show_image(axis, image: np.ndarray) -> None:
+    """Draws one observation: RGB as is (clipped to [0, 1]), a grey image dark on light."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 3:
+        axis.imshow(np.clip(image, 0.0, 1.0))
+    else:
+        axis.imshow(np.squeeze(image), cmap="gray_r", vmin=0)
 
 
 def write_psi_plot(path: str, trajectory: list[dict]) -> None:

@@ -34,6 +34,8 @@ TINY = [
     "HandOff.final_training = False",
     "HandOff.real_data_reference = False",
     "SlowRenderSimulator.work_ms = 0.5",  # compare_gmm_render_cost.gin: keep the timed suite short
+    "scene_target_data.num_validation = 30",  # compare_scenes.gin: a small target set
+    "scene_target_data.num_test = 30",
     # The *_referee.gin configs: a referee as small as a baseline evaluation.
     f"referee/ScratchTrainingEvaluator.num_samples = {M}",
     f"referee/ScratchTrainingEvaluator.num_steps = {STEPS}",

@@ -28,6 +28,8 @@ TRAIN_FILES = [path for path in configs.shipped_gin_files() if not os.path.basen
 @pytest.mark.parametrize("gin_path", TRAIN_FILES, ids=os.path.basename)
 def test_every_shipped_gin_file_runs_two_outer_iterations(gin_path, tmp_path):
     tiny = ["train_autosimulate.num_outer_iterations = 2", "AutoSimulateTrainer.num_initial_inner_steps = 20"]
+    tiny += ["scene_target_data.num_validation = 30", "scene_target_data.num_test = 30"]  # scenes_*.gin
+    tiny += ["HandOff.psi_selection_candidates = 2"]
     for scope in ("final", "reference", "selection"):  # the fresh models some configs train at the end
         tiny += [
             f"{scope}/ScratchTrainingEvaluator.num_samples = 300",
@@ -47,7 +49,7 @@ def test_every_shipped_gin_file_runs_two_outer_iterations(gin_path, tmp_path):
     assert [json.loads(line)["iteration"] for line in trajectory] == [0, 1, 2]
     if results["test_accuracy"] is None:  # a regression config: losses only
         assert results["initial_val_loss"] > 0 and results["val_loss"] > 0
-    if os.path.basename(gin_path).startswith("digits"):
+    if os.path.basename(gin_path).startswith(("digits", "mnist", "scenes")):
         assert 0.0 <= results["final_model"]["test_accuracy"] <= 1.0
         assert results["final_model"]["simulated_samples"] == 300
         assert 0.0 <= results["real_data_reference"]["test_accuracy"] <= 1.0
