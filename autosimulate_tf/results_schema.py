@@ -85,3 +85,6 @@ REFERENCE_KEYS = (TEST_LOSS, TEST_ACCURACY, "training_examples", MODEL_STEPS)
 # ---- A comparison curve point (one per unit of a method's work) ----
 PSI = "psi"
 CURVE_POINT_KEYS = (*COSTS, *SCORES, PSI)
+
+# ---- Written when the simulator describes its renderer (`Simulator.renderer_info()`, optional) ----
+RENDERER = "renderer"  # e.g. {"renderer": "mitsuba", "variant": "llvm_ad_rgb", ...}

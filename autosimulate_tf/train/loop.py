@@ -201,6 +201,7 @@ def train_autosimulate(
     hand_off = hand_off_factory(problem=problem)
     health = health_factory()
     trainer = trainer_factory(problem=problem)
+    renderer = _renderer_info(problem.simulator)
     manager = _restore(trainer, root_dir, max_checkpoints_to_keep)
     summaries = _Summaries(root_dir)
     trajectory = pictures.PsiTrajectory(root_dir, int(trainer.iteration.numpy()))
@@ -213,12 +214,24 @@ def train_autosimulate(
     _run_outer_iterations(trainer, manager, summaries, trajectory, root_dir, intervals, monitor)
     results = final_results(trainer)
     results[schema.HYPERGRADIENT_WARNINGS] = health.warnings
+    if renderer is not None:
+        results[schema.RENDERER] = renderer
     results.update(hand_off.run(root_dir, trajectory.entries, trainer.seed, summaries.writer))
     summaries.flush()
     path = os.path.join(root_dir, "results.json")
     if results_io.read_json(path) != results:
         results_io.write_json_atomically(path, results)
     return results
+
+
+def _renderer_info(simulator) -> dict | None:
+    """The simulator's `renderer_info()` (printed, and kept for results.json), or None when it has none."""
+    describe = getattr(simulator, "renderer_info", None)
+    if describe is None:
+        return None
+    info = describe()
+    print("Renderer: " + ", ".join(f"{key} {value}" for key, value in info.items()), flush=True)
+    return info
 
 
 def _warnings_until(warnings: list[dict], iteration: int) -> list[dict]:

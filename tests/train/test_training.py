@@ -49,6 +49,9 @@ def test_every_shipped_gin_file_runs_two_outer_iterations(gin_path, tmp_path):
     assert [json.loads(line)["iteration"] for line in trajectory] == [0, 1, 2]
     if results["test_accuracy"] is None:  # a regression config: losses only
         assert results["initial_val_loss"] > 0 and results["val_loss"] > 0
+    if os.path.basename(gin_path).startswith("scenes"):  # the Mitsuba variant that rendered, in results.json
+        assert results["renderer"]["renderer"] == "mitsuba"
+        assert results["renderer"]["variant"] in ("llvm_ad_rgb", "scalar_rgb")
     if os.path.basename(gin_path).startswith(("digits", "mnist", "scenes")):
         assert 0.0 <= results["final_model"]["test_accuracy"] <= 1.0
         assert results["final_model"]["simulated_samples"] == 300
