@@ -25,7 +25,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -m "not slow" --durations=30 tests
 
 clean:
 	rm -rf $(VENV) *.egg-info build
