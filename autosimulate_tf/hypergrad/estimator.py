@@ -5,9 +5,13 @@
     w_i = grad_theta l_i . z                         one forward-mode JVP
     dF/dpsi ~= grad_psi S,  S = -mean_i sg(w_i - b_i) log p(c_i | psi)
 
+With `gradient_estimator="pathwise"` the latents the simulator declares location-scale in
+psi are differentiated through the render instead (`hypergrad.pathwise`):
+`S = -mean_i w_i(psi) - mean_i sg(w_i - b_i) log p(d_i | psi)`, `d` the other latents.
+
 `HypergradientEstimator` bundles the choices that define the estimate (curvature,
-damping, solver, baseline, solver warm start) into one gin-configurable object, checked
-when it is built; `estimate` takes the data.
+damping, solver, baseline, gradient estimator, solver warm start) into one
+gin-configurable object, checked when it is built; `estimate` takes the data.
 
 #### References
 [1]: Behl, Baydin, Gal, Torr, Vineet. AutoSimulate: (Quickly) Learning Synthetic
@@ -18,10 +22,11 @@ from typing import NamedTuple
 
 import gin
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from autosimulate_tf.errors import ConfigError, check
 from autosimulate_tf.hypergrad import curvature as curvature_lib
-from autosimulate_tf.hypergrad import influence, solvers, tree_math
+from autosimulate_tf.hypergrad import influence, pathwise, solvers, tree_math
 
 
 class GeneratedData(NamedTuple):
@@ -59,10 +64,11 @@ class HypergradientResult(NamedTuple):
 
 @gin.configurable
 class HypergradientEstimator:
-    """Curvature, damping, solver and baseline of the approximate hypergradient, checked once.
+    """Curvature, damping, solver, baseline and gradient estimator of the approximate hypergradient, checked once.
 
     In gin: `HypergradientEstimator.damping = 1.0`, `HypergradientEstimator.solver =
-    @conjugate_gradient` with `conjugate_gradient.num_iterations = 10`.
+    @conjugate_gradient` with `conjugate_gradient.num_iterations = 10`,
+    `HypergradientEstimator.gradient_estimator = 'pathwise'`.
     """
 
     def __init__(
@@ -74,13 +80,18 @@ class HypergradientEstimator:
         warm_start_solver: bool = True,
         report_residual: bool = True,
         render_cost_weight: float = 0.0,
+        gradient_estimator: str = pathwise.SCORE_FUNCTION,
+        report_snr: bool = False,
     ):
         """Args:
         curvature: `"gauss_newton"` or `"hessian"`.
         damping: lambda >= 0 added to the curvature.
         solver: a solver function from `autosimulate_tf.hypergrad.solvers` (knobs
           bound in gin), or any `solver(matvec, rhs, initial_guess) -> SolverResult`.
-        baseline: `"leave_one_out"` or `"none"`.
+        baseline: `"leave_one_out"`, `"none"` or `"per_factor"` (one leave-one-out,
+          least-squares baseline per named part of the latent distribution, from one
+          Jacobian of the `[n, parts]` log-probabilities; see `hypergrad.influence`).
+          Applies to the score-function term.
         warm_start_solver: start each solve from the previous `z`.
         report_residual: spend one extra curvature product to report the relative
           residual `|(C + lambda I) z - v| / |v|`.
@@ -88,6 +99,19 @@ class HypergradientEstimator:
           `L_val + beta E[cost(c)]`, with the simulator's per-sample `render_cost(latents)`
           (e.g. samples per pixel, a proxy for render seconds); its gradient is a
           score-function term (`influence.cost_surrogate_loss`). 0: off.
+        gradient_estimator: `"score_function"` (the paper's) or `"pathwise"`: the
+          simulator's `reparameterized_latents` are differentiated through its TF-op
+          render (`hypergrad.pathwise`), the other latents keep the score term. The
+          simulator is checked by `check_simulator`. Importance weights of reused
+          renders are supported: both terms are weighted by `stop_gradient(r_i)`, since
+          `E_q[r g(c)] = E_p[g(c)]` for the per-sample pathwise term `g` as for the score
+          term. The render-cost term stays a score-function term over all latents. The
+          pathwise term runs on one device over all n examples (not split over the
+          objective's sharding).
+        report_snr: add `psi_snr_median` and `psi_snr_min` to the diagnostics: over the
+          psi components, `|mean_i g_i| / (std_i g_i / sqrt(n))` of the per-sample
+          gradient contributions `g_i` (one Jacobian of the n per-sample surrogate terms,
+          hence off by default).
 
         Raises:
           ConfigError: naming the bad setting; a solver's own knobs are checked here
@@ -107,6 +131,11 @@ class HypergradientEstimator:
             render_cost_weight >= 0,
             f"HypergradientEstimator.render_cost_weight={render_cost_weight} must be >= 0 (0: off).",
         )
+        check(
+            gradient_estimator in pathwise.GRADIENT_ESTIMATORS,
+            f"HypergradientEstimator.gradient_estimator={gradient_estimator!r} is not one of "
+            f"{pathwise.GRADIENT_ESTIMATORS}.",
+        )
         _probe_solver(solver)
         self.curvature = curvature
         self.damping = float(damping)
@@ -115,9 +144,17 @@ class HypergradientEstimator:
         self.warm_start_solver = bool(warm_start_solver)
         self.report_residual = bool(report_residual)
         self.render_cost_weight = float(render_cost_weight)
+        self.gradient_estimator = gradient_estimator
+        self.report_snr = bool(report_snr)
 
     def check_simulator(self, simulator) -> None:
-        """Raises `ConfigError` when the render-cost term is on but the simulator reports no cost."""
+        """Raises `ConfigError` when `simulator` cannot serve these settings, naming the setting.
+
+        The render-cost term needs a `render_cost`; the pathwise estimator needs a TF-op
+        render and location-scale `reparameterized_latents` (`pathwise.check_simulator`).
+        """
+        if self.gradient_estimator == pathwise.PATHWISE:
+            pathwise.check_simulator(simulator)
         if self.render_cost_weight:
             check(
                 getattr(simulator, "render_cost", None) is not None,
@@ -140,7 +177,15 @@ class HypergradientEstimator:
           A `HypergradientResult`. Diagnostics: `validation_loss`,
           `validation_gradient_norm`, `z_norm`, `solver_residual` (-1 when not
           computed), `negative_curvature`, `solver_iterations`, `hvp_count`,
-          `influence_mean`, `influence_std`, `hypergradient_norm`, `inner_gradient_norm`.
+          `influence_mean`, `influence_std`, `hypergradient_norm`, `inner_gradient_norm`;
+          `render_cost_mean` with the render-cost term, `psi_snr_median` and
+          `psi_snr_min` with `report_snr`.
+
+        Raises:
+          ConfigError: for the pathwise estimator on a simulator without a TF-op render
+            or reparameterised latents.
+          tf.errors.InvalidArgumentError: for the pathwise estimator, when rendering the
+            latents again does not reproduce `generated`.
         """
         theta = list(theta)
         validation_loss, validation_gradient = objective.mean_value_and_gradient(
@@ -154,7 +199,7 @@ class HypergradientEstimator:
         validation_gradient_norm = tree_math.norm(validation_gradient)
         solver_residual, hvp_count = self._residual(matvec, z, validation_gradient, validation_gradient_norm)
         influence_values = influence.influence_weights(objective, theta, generated.inputs, generated.labels, z)
-        gradients, cost_diagnostics = self._psi_gradients(simulator, generated, influence_values)
+        gradients, psi_diagnostics = self._psi_gradients(objective, theta, z, simulator, generated, influence_values)
         _, inner_gradient = objective.mean_value_and_gradient(
             objective.train_loss, theta, generated.inputs, generated.labels
         )
@@ -170,7 +215,7 @@ class HypergradientEstimator:
             "influence_std": tf.math.reduce_std(influence_values),
             "hypergradient_norm": tree_math.norm(gradients),
             "inner_gradient_norm": tree_math.norm(inner_gradient),
-            **cost_diagnostics,
+            **psi_diagnostics,
         }
         return HypergradientResult(gradients, z, influence_values, diagnostics)
 
@@ -181,26 +226,112 @@ class HypergradientEstimator:
         residual = tree_math.subtract(matvec(z), validation_gradient)
         return tree_math.norm(residual) / (validation_gradient_norm + 1e-30), 1
 
-    def _psi_gradients(self, simulator, generated: GeneratedData, influence_values) -> tuple[list, dict]:
-        """`grad_psi S` (plus the render-cost term), zeros for psi components the latents do not depend on."""
-        baselines = influence.baseline_values(influence_values, self.baseline)
+    def _psi_gradients(self, objective, theta, z, simulator, generated: GeneratedData, influence_values):
+        """`(grad_psi S, diagnostics)`; zeros for psi components the latents do not depend on."""
         psi_variables = simulator.psi_variables
-        diagnostics = {}
-        with tf.GradientTape() as psi_tape:
-            log_probs = simulator.log_prob(generated.latents)
-            surrogate = influence.surrogate_loss(log_probs, influence_values, baselines, generated.importance_weights)
-            if self.render_cost_weight:
-                costs = tf.stop_gradient(tf.cast(simulator.render_cost(generated.latents), log_probs.dtype))
-                surrogate += influence.cost_surrogate_loss(
-                    log_probs, costs, self.render_cost_weight, generated.importance_weights
-                )
-                diagnostics["render_cost_mean"] = tf.reduce_mean(costs)
+        baselines = self._baselines(simulator, generated, influence_values)
+        # Persistent only when the per-sample Jacobian is wanted as well as the gradient.
+        with tf.GradientTape(persistent=self.report_snr) as psi_tape:
+            terms, diagnostics = self._surrogate_terms(
+                objective, theta, z, simulator, generated, influence_values, baselines
+            )
+            surrogate = tf.reduce_mean(terms)
         gradients = psi_tape.gradient(surrogate, psi_variables)
         gradients = [
             tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
             for g, v in zip(gradients, psi_variables, strict=True)
         ]
+        if self.report_snr:
+            jacobians = psi_tape.jacobian(terms, psi_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            diagnostics.update(_signal_to_noise(jacobians))
         return gradients, diagnostics
+
+    def _surrogate_terms(self, objective, theta, z, simulator, generated, influence_values, baselines):
+        """`[n]` per-sample terms whose mean is the surrogate `S` (plus the render-cost term), and diagnostics."""
+        weights = generated.importance_weights
+        latents, reparameterized = self._differentiable_latents(simulator, generated.latents)
+        log_probs = self._score_log_probs(simulator, latents, reparameterized)
+        terms = influence.surrogate_terms(log_probs, influence_values, baselines, weights)
+        if reparameterized:
+            path = tf.cast(pathwise.pathwise_influence(objective, theta, z, simulator, latents, generated), terms.dtype)
+            if weights is not None:
+                # stop_gradient drops dr/dpsi: E_q[r g] = E_p[g] holds with the weights of the draws held fixed.
+                path = tf.stop_gradient(tf.cast(weights, terms.dtype)) * path
+            terms -= path
+        diagnostics = {}
+        if self.render_cost_weight:
+            full_log_probs = simulator.log_prob(generated.latents)
+            costs = tf.stop_gradient(tf.cast(simulator.render_cost(generated.latents), full_log_probs.dtype))
+            cost_terms = influence.cost_surrogate_terms(full_log_probs, costs, self.render_cost_weight, weights)
+            terms += tf.cast(cost_terms, terms.dtype)
+            diagnostics["render_cost_mean"] = tf.reduce_mean(costs)
+        return terms, diagnostics
+
+    def _differentiable_latents(self, simulator, latents) -> tuple:
+        """`(latents, reparameterised names)`: pathwise latents, or the stored ones without a gradient path."""
+        if self.gradient_estimator == pathwise.PATHWISE:
+            check(
+                bool(simulator.reparameterized_latents) and simulator.render_with_tf_ops,
+                f"HypergradientEstimator.gradient_estimator='pathwise' needs a TF-op render and "
+                f"reparameterized_latents; {type(simulator).__name__} fails HypergradientEstimator.check_simulator.",
+            )
+            return pathwise.reparameterized_latents(simulator, latents)
+        # stop_gradient drops the sampling path: the score term differentiates log p only.
+        return tf.nest.map_structure(tf.stop_gradient, latents), ()
+
+    def _score_log_probs(self, simulator, latents, reparameterized) -> tf.Tensor:
+        """What the score term differentiates: `[n]` log-probabilities, or `[n, J]` per part (per-factor baselines).
+
+        Reparameterised parts are left out: their dependence on psi is the pathwise term's.
+        """
+        if not reparameterized and self.baseline != influence.PER_FACTOR:
+            return simulator.log_prob(latents)
+        parts = _factor_log_probs(simulator, latents, skip=reparameterized)
+        return parts if self.baseline == influence.PER_FACTOR else tf.reduce_sum(parts, axis=1)
+
+    def _baselines(self, simulator, generated, influence_values) -> tf.Tensor:
+        """`[n]` baselines, or `[n, J]` per-part ones (from one Jacobian of the per-part log-probabilities)."""
+        if self.baseline != influence.PER_FACTOR:
+            return influence.baseline_values(influence_values, self.baseline)
+        with tf.GradientTape() as score_tape:
+            latents, reparameterized = self._differentiable_latents(simulator, generated.latents)
+            log_probs = self._score_log_probs(simulator, latents, reparameterized)
+        norms = influence.squared_score_norms(score_tape, log_probs, simulator.psi_variables)
+        return influence.per_factor_baseline_values(influence_values, norms)
+
+
+def _factor_log_probs(simulator, latents, skip=()) -> tf.Tensor:
+    """`[n, J]` per-part `log p_j(c_i | psi)` of the latent distribution, parts in `skip` left out.
+
+    A distribution that is not a joint one is a single part.
+    """
+    distribution = simulator.latent_distribution()
+    if not hasattr(distribution, "log_prob_parts"):
+        return distribution.log_prob(latents)[:, None]
+    parts = distribution.log_prob_parts(latents)
+    parts = parts if isinstance(parts, dict) else dict(enumerate(parts))
+    kept = [parts[name] for name in sorted(parts, key=str) if name not in skip]
+    if not kept:
+        count = tf.shape(tf.nest.flatten(latents)[0])[0]
+        return tf.zeros(tf.stack([count, 0]), tf.nest.flatten(parts)[0].dtype)
+    return tf.stack(kept, axis=1)
+
+
+def _signal_to_noise(jacobians) -> dict:
+    """Median and minimum over psi components of `|mean_i g_i| / (std_i g_i / sqrt(n))`.
+
+    `g_i` is sample i's contribution to the gradient (row i of the Jacobian of the
+    per-sample surrogate terms); a component the samples do not move scores 0.
+    """
+    rows = [tf.reshape(tf.convert_to_tensor(j), tf.stack([tf.shape(j)[0], -1])) for j in jacobians]
+    per_sample = tf.concat([tf.cast(r, rows[0].dtype) for r in rows], axis=1)
+    count = tf.cast(tf.shape(per_sample)[0], per_sample.dtype)
+    standard_error = tf.math.reduce_std(per_sample, axis=0) / tf.sqrt(count)
+    snr = tf.math.divide_no_nan(tf.abs(tf.reduce_mean(per_sample, axis=0)), standard_error)
+    return {
+        "psi_snr_median": tfp.stats.percentile(snr, 50.0, interpolation="midpoint"),
+        "psi_snr_min": tf.reduce_min(snr),
+    }
 
 
 def _probe_solver(solver) -> None:

@@ -98,6 +98,8 @@ class Simulator(tf.Module):
     # Optional `render_cost(latents) -> [n]` tensor (e.g. samples per pixel), used by
     # `HypergradientEstimator.render_cost_weight`; None: the simulator reports no cost.
     render_cost = None
+    # Latents location-scale in psi, for `HypergradientEstimator.gradient_estimator="pathwise"` (hypergrad/pathwise.py).
+    reparameterized_latents: tuple = ()
 
     def __init__(self, name: str | None = None):
         """Starts a simulator with no psi; subclasses then call `add_parameter` per component.

@@ -4,7 +4,11 @@ Two classes, two components each; psi is the four component means. A latent is
 `(component, point)` with `point ~ N(mean[component], noise_scale^2 I)`; the
 renderer returns the point and the component's class. Because the point is part
 of the latent, `log p(c | psi)` carries the dependence on the means, and the
-renderer itself is never differentiated.
+score-function estimator never differentiates the renderer. The point is also
+location-scale in the means (`point = mean[component] + noise_scale * eps`) and the
+render is TF ops, so the pathwise estimator
+(`HypergradientEstimator.gradient_estimator = "pathwise"`) can differentiate through it
+instead.
 """
 
 import gin
@@ -30,6 +34,7 @@ class GaussianMixtureSimulator(Simulator):
     observation_shape = (2,)
     num_classes = 2
     render_with_tf_ops = True
+    reparameterized_latents = ("point",)
 
     def __init__(
         self,

@@ -5,6 +5,9 @@ The smallest problem on which AutoSimulate tunes a regressor. A latent is one in
 `sin(frequency x) + noise`. A small model fits the curve well only where its training
 inputs lie, so the real data's input distribution (`sine_regression_real_data`) is what
 psi should move towards: covariate shift, with the loss `squared_error` and no accuracy.
+`x` is location-scale in psi and the render is TF ops, so the pathwise estimator
+(`HypergradientEstimator.gradient_estimator = "pathwise"`) applies; the label noise does
+not depend on psi and needs neither estimator.
 """
 
 import gin
@@ -29,6 +32,7 @@ class SineRegressionSimulator(Simulator):
     label_dtype = np.float32
     num_classes = None
     render_with_tf_ops = True
+    reparameterized_latents = ("x",)
 
     def __init__(
         self,
