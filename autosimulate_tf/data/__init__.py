@@ -7,6 +7,7 @@ from autosimulate_tf.data.backends import (
     RenderBackend,
 )
 from autosimulate_tf.data.digits import uci_digits_real_data
+from autosimulate_tf.data.gaussian_classes import gaussian_classes_real_data
 from autosimulate_tf.data.mnist import mnist_5k_real_data
 from autosimulate_tf.data.pipeline import keep_valid, render_latents
 from autosimulate_tf.data.real import (
@@ -24,6 +25,7 @@ __all__ = [
     "RealData",
     "RenderBackend",
     "RenderedData",
+    "gaussian_classes_real_data",
     "keep_valid",
     "mnist_5k_real_data",
     "render_latents",

@@ -3,6 +3,7 @@
 from autosimulate_tf.simulators.base import Simulator, WrappingSimulator
 from autosimulate_tf.simulators.digits import ProceduralDigitsSimulator
 from autosimulate_tf.simulators.faults import FaultInjectingSimulator
+from autosimulate_tf.simulators.gaussian_classes import GaussianClassesSimulator
 from autosimulate_tf.simulators.gmm import GaussianMixtureSimulator
 from autosimulate_tf.simulators.mnist_digits import MnistDigitsSimulator
 from autosimulate_tf.simulators.pools import CategoricalPoolsSimulator, xor_pools
@@ -13,6 +14,7 @@ from autosimulate_tf.simulators.slow import SlowRenderSimulator
 __all__ = [
     "CategoricalPoolsSimulator",
     "FaultInjectingSimulator",
+    "GaussianClassesSimulator",
     "GaussianMixtureSimulator",
     "MnistDigitsSimulator",
     "ProceduralDigitsSimulator",

@@ -41,7 +41,13 @@ TINY = [
     f"referee/ScratchTrainingEvaluator.num_steps = {STEPS}",
 ]
 # Files that add Bayesian optimisation to the four standard methods.
-WITH_BAYESIAN_OPTIMIZATION = ("compare_gmm", "compare_regression", "compare_mnist", "compare_scenes")
+WITH_BAYESIAN_OPTIMIZATION = (
+    "compare_gmm",
+    "compare_regression",
+    "compare_mnist",
+    "compare_scenes",
+    "compare_dimension",
+)
 
 
 def compare_file(name: str) -> str:

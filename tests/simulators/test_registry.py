@@ -63,6 +63,7 @@ REGISTRY = {
     FaultInjectingSimulator: lambda: FaultInjectingSimulator(
         simulator=GaussianMixtureSimulator(), nan_rate=0.3, raise_rate=0.2
     ),
+    simulators.GaussianClassesSimulator: lambda: simulators.GaussianClassesSimulator(dimension=4),
     GaussianMixtureSimulator: GaussianMixtureSimulator,
     MnistDigitsSimulator: MnistDigitsSimulator,
     ProceduralDigitsSimulator: ProceduralDigitsSimulator,
