@@ -5,7 +5,8 @@ One outer iteration (DESIGN.md section 2), one method per phase of `step`:
      off-tape (plus the reused renders of earlier iterations, train/reuse.py);
   2. `_train_inner`: continue training theta (warm start) for E steps on `D_t`;
   3. `_update`: validation gradient, solver, influence weights
-     (`HypergradientEstimator`), then the optimizer step on psi;
+     (`HypergradientEstimator`), the step rule (hypergrad/step_rules.py), then the
+     optimizer step on psi;
   4. `_metrics`: counters and diagnostics of the iteration.
 
 The trainer owns the task model, the inner and outer optimizers, psi (through the
@@ -25,32 +26,17 @@ from absl import logging
 from autosimulate_tf import results_schema as schema
 from autosimulate_tf import tracing
 from autosimulate_tf.data import pipeline
-from autosimulate_tf.errors import check
 from autosimulate_tf.hypergrad import tree_math
 from autosimulate_tf.hypergrad.estimator import GeneratedData, HypergradientEstimator
 from autosimulate_tf.hypergrad.objective import TaskObjective
 from autosimulate_tf.hypergrad.sharding import Sharding
+from autosimulate_tf.hypergrad.step_rules import PlainStep
 from autosimulate_tf.train import optimizers, reuse, task_training
+from autosimulate_tf.train.trainer_settings import check_settings
 
 
 class SimulatorFailureError(RuntimeError):
     """Too many renders of one outer iteration failed (above `max_failure_rate`)."""
-
-
-def check_settings(settings: dict) -> None:
-    """Raises `ConfigError` naming the first bad `AutoSimulateTrainer` setting."""
-    for name, low in (("num_samples", 2), ("num_inner_steps", 0), ("num_initial_inner_steps", 0)):
-        check(settings[name] >= low, f"AutoSimulateTrainer.{name}={settings[name]} must be >= {low}.")
-    for name, low in (("inner_batch_size", 1), ("weight_decay", 0), ("reuse_iterations", 0)):
-        check(settings[name] >= low, f"AutoSimulateTrainer.{name}={settings[name]} must be >= {low}.")
-    check(
-        settings["reuse_weighting"] in reuse.WEIGHTINGS,
-        f"AutoSimulateTrainer.reuse_weighting={settings['reuse_weighting']!r} is not one of {reuse.WEIGHTINGS}.",
-    )
-    rate = settings["max_failure_rate"]
-    check(0.0 < rate <= 1.0, f"AutoSimulateTrainer.max_failure_rate={rate} must be in (0, 1].")
-    timeout = settings["render_timeout_s"]
-    check(timeout is None or timeout > 0, f"AutoSimulateTrainer.render_timeout_s={timeout} must be > 0 (or None).")
 
 
 @gin.configurable
@@ -68,6 +54,7 @@ class AutoSimulateTrainer:
         outer_optimizer=None,
         weight_decay: float = 1e-4,
         estimator=None,
+        step_rule=None,
         max_failure_rate: float = 0.5,
         render_timeout_s: float | None = None,
         strategy=None,
@@ -88,6 +75,9 @@ class AutoSimulateTrainer:
         weight_decay: L2 coefficient of the training loss (part of the curvature).
         estimator: the `HypergradientEstimator` (curvature, damping, solver,
           baseline, solver warm start); default: one built from its gin bindings.
+        step_rule: how the hypergradient becomes the psi step (hypergrad/step_rules.py):
+          None or `PlainStep()` hands it to the outer optimizer; `NaturalGradientStep()`
+          takes a Fisher-preconditioned step of bounded KL through plain SGD.
         max_failure_rate: stop the run (after checkpointing the last good state)
           when more than this fraction of one iteration's renders fail.
         render_timeout_s: a Python render taking longer counts as failed (None: no limit).
@@ -118,6 +108,7 @@ class AutoSimulateTrainer:
         self.seed = int(seed)
         self.estimator = estimator if estimator is not None else HypergradientEstimator()
         self.estimator.check_simulator(self.simulator)
+        self.step_rule = step_rule if step_rule is not None else PlainStep()
         self.sharding = Sharding(strategy)
         self._build_model(inner_optimizer, outer_optimizer, weight_decay)
         self._build_state(reuse_iterations, reuse_weighting)
@@ -146,6 +137,7 @@ class AutoSimulateTrainer:
         self.outer_optimizer = outer_optimizer() if outer_optimizer else keras.optimizers.Adam(5e-2)
         optimizers.check_learning_rate(self.inner_optimizer, "inner")
         optimizers.check_learning_rate(self.outer_optimizer, "outer")
+        self.step_rule.check_optimizer(self.outer_optimizer)
         self.outer_optimizer.build(self.simulator.psi_variables)
         dtype = self.model.inputs[0].dtype
         self._validation = self.problem.real_split("validation", dtype)
@@ -240,22 +232,25 @@ class AutoSimulateTrainer:
         )
 
     def _hypergradient(self, generated: GeneratedData):
-        """Steps 3-5 without the update: returns the estimate and whether it is finite."""
+        """Steps 3-5 and the step rule, no update: `(estimate + step diagnostics, step gradients, all finite)`."""
         initial_guess = [tf.convert_to_tensor(v) for v in self.previous_z]
         result = self.estimator.estimate(
             self.objective, self.simulator, self.objective.current_weights(), generated, self._validation, initial_guess
         )
+        learning_rate, weights = self.outer_optimizer.learning_rate, generated.importance_weights
+        step = self.step_rule.transform(result.gradients, self.simulator, generated.latents, learning_rate, weights)
         # A NaN validation gradient can hide behind a finite z (CG stops at once on a NaN residual), so it is
         # checked on its own.
         finite = tf.reduce_all(
             [
                 tree_math.all_finite(result.gradients),
+                tree_math.all_finite(step.gradients),
                 tree_math.all_finite(result.z),
                 tf.math.is_finite(result.diagnostics["validation_gradient_norm"]),
                 tf.math.is_finite(result.diagnostics["validation_loss"]),
             ]
         )
-        return result, finite
+        return result._replace(diagnostics={**result.diagnostics, **step.diagnostics}), step.gradients, finite
 
     def _evaluate(self, inputs, labels):
         return task_training.score(self.model, self.problem.loss, inputs, labels)
@@ -350,8 +345,8 @@ class AutoSimulateTrainer:
 
     def _update(self, generated: GeneratedData, iteration: int) -> tuple[dict, bool]:
         """Phase 3: the hypergradient and the psi step; `(diagnostics as floats, whether psi moved)`."""
-        result, finite = self._hypergradient_fn(generated)
-        updated = bool(finite) and self.apply_psi_update(result.gradients)
+        result, step_gradients, finite = self._hypergradient_fn(generated)
+        updated = bool(finite) and self.apply_psi_update(step_gradients)
         if updated:
             for variable, value in zip(self.previous_z, result.z, strict=True):
                 variable.assign(value)
