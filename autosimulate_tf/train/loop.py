@@ -75,6 +75,16 @@ SUMMARY_SCALARS = (
     schema.WALL_CLOCK_S,
     "iteration_s",
 )
+# Written when an option produces them (the natural-gradient step, report_snr, the render-cost term).
+OPTIONAL_SUMMARY_SCALARS = (
+    "psi_step_kl",
+    "psi_step_sampled_kl",
+    "psi_step_size",
+    "psi_step_backtracks",
+    "psi_snr_median",
+    "psi_snr_min",
+    "render_cost_mean",
+)
 
 
 class _Summaries:
@@ -93,8 +103,8 @@ class _Summaries:
     def write(self, simulator, metrics: dict) -> None:
         """One outer iteration's scalars and every constrained psi component."""
         with self.writer().as_default(step=metrics["iteration"]):
-            for name in SUMMARY_SCALARS:
-                if metrics[name] is not None:
+            for name in SUMMARY_SCALARS + OPTIONAL_SUMMARY_SCALARS:
+                if metrics.get(name) is not None:
                     tf.summary.scalar(name, float(metrics[name]))
             for name, value in simulator.constrained_parameters().items():
                 for index, component in enumerate(tf.reshape(value, [-1]).numpy()):

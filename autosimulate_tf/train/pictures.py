@@ -48,7 +48,8 @@ def write_sample_grid(path: str, rows: list[tuple[str, np.ndarray, np.ndarray]],
                 _show_image(axis, images[column])
                 axis.set_title(str(int(labels[column])), fontsize=6, pad=1)
         axes[row, 0].set_ylabel(title, fontsize=6, rotation=0, ha="right", va="center")
-    figure.tight_layout(pad=0.2)
+    # Leave room on the left for the band titles (horizontal y-labels are outside the axes).
+    figure.tight_layout(pad=0.2, rect=(0.07, 0.0, 1.0, 1.0))
     figure.canvas.draw()
     pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
     figure.savefig(path, dpi=120)
@@ -76,11 +77,15 @@ def write_psi_plot(path: str, trajectory: list[dict]) -> None:
         return
     names = [name for name in trajectory[0] if name != "iteration"]
     widest = max(np.size(trajectory[0][name]) for name in names)
-    figure, axes = plt.subplots(
-        len(names), 1, figsize=(7 + 1.2 * math.ceil(widest / 8), 2.2 * len(names)), squeeze=False
-    )
+    # One panel per factor; many factors go into a grid of three columns rather than one tall column.
+    columns = 1 if len(names) <= 4 else 3
+    rows = math.ceil(len(names) / columns)
+    panel_width = 5 + 1.2 * math.ceil(widest / 8)
+    figure, axes = plt.subplots(rows, columns, figsize=(panel_width * columns, 2.2 * rows), squeeze=False)
+    for axis in axes.flat[len(names) :]:
+        axis.set_visible(False)
     iterations = [entry["iteration"] for entry in trajectory]
-    for axis, name in zip(axes[:, 0], names, strict=True):
+    for axis, name in zip(axes.flat, names, strict=False):
         values = np.array([np.ravel(entry[name]) for entry in trajectory])
         count = values.shape[1]
         shape = np.shape(trajectory[0][name])
