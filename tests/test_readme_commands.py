@@ -16,6 +16,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
+# The plug-in example's walk-through; tests/examples/test_examples.py runs its commands.
+EXAMPLES_README = os.path.join(REPO, "examples", "README.md")
 
 _TRAIN_TINY = [
     "train_autosimulate.num_outer_iterations = 2",
@@ -46,25 +48,9 @@ def _bindings(lines):
     return [f"--gin_bindings={line}" for line in lines]
 
 
-# The start of each README command -> (flags appended to shrink its budget, what it must write
+# The start of each README command (those of the plug-in example aside) -> (flags appended to shrink its budget, what it must write
 # into the --root_dir it names).
 TINY_FLAGS = {
-    "PYTHONPATH=examples/pulses .venv/bin/autosimulate-train --gin_file=examples/pulses/train.gin": (
-        _bindings(_TRAIN_TINY),
-        "results.json",
-    ),
-    "PYTHONPATH=examples/pulses .venv/bin/autosimulate-train --gin_file=examples/pulses/regression.gin": (
-        _bindings(_TRAIN_TINY),
-        "results.json",
-    ),
-    "PYTHONPATH=examples/pulses .venv/bin/autosimulate-compare --gin_file=examples/pulses/compare.gin": (
-        _bindings(_COMPARE_TINY),
-        "comparison.json",
-    ),
-    ".venv/bin/python examples/pulses/run_from_python.py": (
-        ["--num_outer_iterations=2", "--num_samples=40", "--evaluation_samples=50", "--evaluation_steps=5"],
-        "results.json",
-    ),
     ".venv/bin/autosimulate-train --gin_file=toy_gmm.gin": (_bindings(_TRAIN_TINY), "results.json"),
     ".venv/bin/autosimulate-train --gin_file=pools.gin": (_bindings(_TRAIN_TINY), "results.json"),
     ".venv/bin/python experiments/compare.py --gin_file=compare_gmm.gin": (
@@ -106,9 +92,9 @@ SLOW_COMMANDS = {
 MAKE_TARGETS = {"make demo": "autosimulate-train", "make test": "pytest"}
 
 
-def readme_commands() -> list[str]:
-    """Every command line of the README's ```bash blocks (continuations joined, comments dropped)."""
-    with open(README) as f:
+def readme_commands(path: str = README) -> list[str]:
+    """Every command line of a README's ```bash blocks (continuations joined, comments dropped)."""
+    with open(path) as f:
         blocks = re.findall(r"```bash\n(.*?)```", f.read(), flags=re.S)
     commands = []
     for block in blocks:
@@ -119,7 +105,13 @@ def readme_commands() -> list[str]:
     return commands
 
 
+def _run_by_the_example_tests(command: str) -> bool:
+    return command in readme_commands(EXAMPLES_README)
+
+
 def _known(command: str):
+    if _run_by_the_example_tests(command):
+        return "tests/examples"
     matches = [prefix for prefix in (*TINY_FLAGS, *MAKE_TARGETS) if command.startswith(prefix)]
     return matches[0] if len(matches) == 1 else None
 
