@@ -7,13 +7,13 @@ closed form, in float64). The estimator uses the `exact` solver at the
 converged (closed-form) inner solution on the generated data.
 """
 
+import gaussian_inputs
 import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from autosimulate_tf.hypergrad import GeneratedData, HypergradientEstimator, TaskObjective, solvers
-from autosimulate_tf.simulators import Simulator
 
 tfd = tfp.distributions
 
@@ -26,28 +26,11 @@ NUM_SAMPLES = 20_000
 SEED = (3, 4)
 
 
-class GaussianInputsSimulator(Simulator):
+class GaussianInputsSimulator(gaussian_inputs.GaussianInputsSimulator):
     """x ~ N(psi, s^2 I), noise ~ N(0, sigma^2); renders (x, x . beta + noise)."""
 
-    observation_shape = (2,)
-    observation_dtype = np.float64
-    label_dtype = np.float64
-    render_with_tf_ops = True
-
     def __init__(self, psi):
-        super().__init__(name="gaussian_inputs")
-        self.add_parameter("mean", psi)
-
-    def latent_distribution(self):
-        return tfd.JointDistributionNamed(
-            {
-                "x": tfd.Independent(tfd.Normal(tf.cast(self.parameter("mean"), tf.float64), INPUT_SCALE), 1),
-                "noise": tfd.Normal(tf.constant(0.0, tf.float64), LABEL_NOISE),
-            }
-        )
-
-    def render(self, latent):
-        return latent["x"], tf.reduce_sum(latent["x"] * BETA) + latent["noise"]
+        super().__init__(psi, INPUT_SCALE, LABEL_NOISE, BETA)
 
 
 def validation_set():

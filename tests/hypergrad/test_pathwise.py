@@ -14,6 +14,7 @@ not depend on the generated data), both estimators estimate the same quantity
   support the estimator, fail with messages naming the setting.
 """
 
+import gaussian_inputs
 import keras
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from autosimulate_tf.data import pipeline
 from autosimulate_tf.data.real import xor_mixture_real_data
 from autosimulate_tf.errors import ConfigError
 from autosimulate_tf.hypergrad import GeneratedData, HypergradientEstimator, TaskObjective, solvers
-from autosimulate_tf.simulators import GaussianMixtureSimulator, Simulator
+from autosimulate_tf.simulators import GaussianMixtureSimulator
 from autosimulate_tf.simulators.slow import SlowRenderSimulator
 
 tfd = tfp.distributions
@@ -97,29 +98,11 @@ PSI = np.array([0.7, -0.4])
 NUM_SAMPLES = 4000
 
 
-class GaussianInputsSimulator(Simulator):
+class GaussianInputsSimulator(gaussian_inputs.GaussianInputsSimulator):
     """`x ~ N(psi, s^2 I)`, noise `~ N(0, sigma^2)`; renders `(x, x . beta + noise)`; `x` reparameterised."""
 
-    observation_shape = (2,)
-    observation_dtype = np.float64
-    label_dtype = np.float64
-    render_with_tf_ops = True
-    reparameterized_latents = ("x",)
-
     def __init__(self):
-        super().__init__(name="gaussian_inputs")
-        self.add_parameter("mean", PSI)
-
-    def latent_distribution(self):
-        return tfd.JointDistributionNamed(
-            {
-                "x": tfd.Independent(tfd.Normal(tf.cast(self.parameter("mean"), tf.float64), INPUT_SCALE), 1),
-                "noise": tfd.Normal(tf.constant(0.0, tf.float64), LABEL_NOISE),
-            }
-        )
-
-    def render(self, latent):
-        return latent["x"], tf.reduce_sum(latent["x"] * BETA) + latent["noise"]
+        super().__init__(PSI, INPUT_SCALE, LABEL_NOISE, BETA)
 
 
 def linear_setup(seed=(3, 4), num_samples=NUM_SAMPLES):
