@@ -117,8 +117,9 @@ def match_cases(commands: list[str]) -> tuple[dict[str, str], list[str]]:
 
 def shell_command(command: str, case: Case, tmp_dir: str) -> str:
     """The README command as this test runs it: own interpreter, own output folder, tiny budget."""
-    command = command.replace(".venv/bin/", os.path.dirname(sys.executable) + "/")
+    # /tmp/ first: the interpreter's own folder may itself be under /tmp/.
     command = command.replace("/tmp/", tmp_dir + "/")
+    command = command.replace(".venv/bin/", os.path.dirname(sys.executable) + "/")
     return " ".join((command, *case.extra_flags))
 
 
