@@ -124,7 +124,8 @@ def check_scores(runs: dict, summaries: dict, scoring: str, classification: bool
             assert f"{cost}_to_target" in summary, (method, cost)
         for cost in schema.COSTS:
             assert f"total_{cost}" in summary, (method, cost)
-        assert len(summary["seeds"]) == 2 and 0.0 <= summary["fraction_reaching_target"] <= 1.0
+        num_seeds = len(gin.query_parameter("run_comparison.seeds"))
+        assert len(summary["seeds"]) == num_seeds and 0.0 <= summary["fraction_reaching_target"] <= 1.0
         assert summary["final_test_loss"] > 0
         if classification:
             assert 0.0 <= summary["final_test_accuracy"] <= 1.0
