@@ -7,12 +7,12 @@ fails `test_every_readme_command_is_run_here`, so a new command cannot go untest
 
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
 
 import pytest
+from readme_blocks import bash_commands
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
@@ -93,16 +93,9 @@ MAKE_TARGETS = {"make demo": "autosimulate-train", "make test": "pytest"}
 
 
 def readme_commands(path: str = README) -> list[str]:
-    """Every command line of a README's ```bash blocks (continuations joined, comments dropped)."""
+    """Every command line of a README's ```bash blocks (`readme_blocks.bash_commands`)."""
     with open(path) as f:
-        blocks = re.findall(r"```bash\n(.*?)```", f.read(), flags=re.S)
-    commands = []
-    for block in blocks:
-        for line in block.replace("\\\n", " ").splitlines():
-            line = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
-            if line:
-                commands.append(" ".join(line.split()))
-    return commands
+        return bash_commands(f.read())
 
 
 def _run_by_the_example_tests(command: str) -> bool:

@@ -24,6 +24,7 @@ from concurrent import futures
 
 import numpy as np
 import pytest
+from readme_blocks import bash_commands
 
 from autosimulate_tf import results_schema as schema
 from autosimulate_tf.errors import ConfigError
@@ -90,17 +91,6 @@ CASES = {
 }
 
 
-def readme_commands(text: str) -> list[str]:
-    """The commands of the ```bash blocks of `text`: continuation lines joined, comments dropped."""
-    commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        for line in re.sub(r"\s*\\\n\s*", " ", block).splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                commands.append(line)
-    return commands
-
-
 def match_cases(commands: list[str]) -> tuple[dict[str, str], list[str]]:
     """`({case: its README command}, [commands no case claims])`; a case may claim one command."""
     claimed, unclaimed = {}, []
@@ -164,7 +154,7 @@ def readme_text() -> str:
 def runs(readme_text, tmp_path_factory):
     """`{case: Future of its Run}`, every claimed README command started at once."""
     tmp_dir = str(tmp_path_factory.mktemp("readme_commands"))
-    claimed, _ = match_cases(readme_commands(readme_text))
+    claimed, _ = match_cases(bash_commands(readme_text))
     # Commands that read another's output wait on a thread of their own, so all can run at once.
     executor = futures.ThreadPoolExecutor(max_workers=max(1, len(claimed)))
     started = {}
@@ -200,7 +190,7 @@ def assert_finite_scores(results: dict, keys) -> None:
 
 def test_every_readme_command_is_run(readme_text, runs):
     # Asking for `runs` here, in the first test, starts the commands before the in-process tests.
-    commands = readme_commands(readme_text)
+    commands = bash_commands(readme_text)
     claimed, unclaimed = match_cases(commands)
     assert not unclaimed, "README commands that no test case runs:\n" + "\n".join(unclaimed)
     missing = sorted(set(CASES) - set(claimed))
@@ -208,7 +198,7 @@ def test_every_readme_command_is_run(readme_text, runs):
 
 
 def test_a_command_no_case_claims_is_reported():
-    commands = readme_commands(
+    commands = bash_commands(
         "```bash\n# a comment\nPYTHONPATH=examples/pulses .venv/bin/autosimulate-train \\\n"
         "    --gin_file=examples/pulses/regression.gin --root_dir=/tmp/r\n.venv/bin/autosimulate-sweep --x\n```\n"
     )
