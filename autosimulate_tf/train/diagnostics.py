@@ -10,7 +10,11 @@ results.json) when
     `residual_threshold` (above 1, `z` is worse than `z = 0`: the solver diverges);
   * negative curvature (`p.Ap <= 0` in conjugate gradients, or a non-positive eigenvalue
     for `exact`) shows up on most recent iterations (the full Hessian is indefinite there);
-  * the hypergradient norm grows far beyond its early median (an exploding estimate).
+  * the hypergradient norm grows far beyond its early median (an exploding estimate);
+  * the warm-started model's real validation accuracy (classification) falls far below the
+    best it reached, median over a window against the best such median: the solver can be
+    healthy while a noisy score-function estimate walks psi to data the model cannot learn
+    from (on the Mitsuba scenes one seed fell from about 0.6 to 0.29 with small residuals).
 
 Each kind of warning is raised once per run (the first iteration it is seen), so a long run
 does not flood the log. The thresholds are deliberately loose: a warning means the estimate
@@ -27,11 +31,12 @@ from autosimulate_tf.errors import check
 RESIDUAL = "solver_residual"
 NEGATIVE_CURVATURE = "negative_curvature"
 EXPLODING_NORM = "exploding_hypergradient"
+VALIDATION_COLLAPSE = "validation_collapse"
 
 
 @gin.configurable
 class HypergradientHealth:
-    """Watches the solver residual, negative curvature and hypergradient norm (module docstring)."""
+    """Watches the solver residual, negative curvature, hypergradient norm and validation accuracy (module docstring)."""
 
     def __init__(
         self,
@@ -39,6 +44,7 @@ class HypergradientHealth:
         residual_threshold: float = 1.0,
         negative_curvature_fraction: float = 0.5,
         norm_growth: float = 100.0,
+        accuracy_drop: float = 0.2,
     ):
         """Args:
         window: recent outer iterations looked at (>= 2).
@@ -47,6 +53,9 @@ class HypergradientHealth:
           negative curvature, in (0, 1].
         norm_growth: warn when the hypergradient norm exceeds this multiple of the median
           norm of the first `window` iterations (> 1).
+        accuracy_drop: warn when the median validation accuracy of the window is more
+          than this (absolute, in (0, 1]) below the best window median so far. The best is
+          not checkpointed: after a restart it is relearnt from the resumed iterations.
         """
         check(window >= 2, f"HypergradientHealth.window={window} must be >= 2.")
         check(residual_threshold > 0, f"HypergradientHealth.residual_threshold={residual_threshold} must be > 0.")
@@ -55,10 +64,13 @@ class HypergradientHealth:
             f"HypergradientHealth.negative_curvature_fraction={negative_curvature_fraction} must be in (0, 1].",
         )
         check(norm_growth > 1, f"HypergradientHealth.norm_growth={norm_growth} must be > 1.")
+        check(0 < accuracy_drop <= 1, f"HypergradientHealth.accuracy_drop={accuracy_drop} must be in (0, 1].")
         self.window = int(window)
         self.residual_threshold = float(residual_threshold)
         self.negative_curvature_fraction = float(negative_curvature_fraction)
         self.norm_growth = float(norm_growth)
+        self.accuracy_drop = float(accuracy_drop)
+        self.best_accuracy = None
         self.recent = []
         self.early_norms = []
         self.warnings = []
@@ -86,6 +98,7 @@ class HypergradientHealth:
         yield RESIDUAL, self._residual_message()
         yield NEGATIVE_CURVATURE, self._curvature_message()
         yield EXPLODING_NORM, self._norm_message()
+        yield VALIDATION_COLLAPSE, self._collapse_message()
 
     def _residual_message(self) -> str | None:
         residuals = [m["solver_residual"] for m in self.recent if m["solver_residual"] >= 0]
@@ -125,4 +138,20 @@ class HypergradientHealth:
             f"the hypergradient norm {norm:.3g} is {norm / early:.3g}x its early median {early:.3g}: the estimate "
             "explodes. Raise HypergradientEstimator.damping, lower the psi learning rate "
             "(outer/keras.optimizers.Adam.learning_rate) or check the solver residual."
+        )
+
+    def _collapse_message(self) -> str | None:
+        accuracies = [m["val_accuracy"] for m in self.recent if m.get("val_accuracy") is not None]
+        if len(accuracies) < self.window:  # regression, or the window is not full yet
+            return None
+        median = statistics.median(accuracies)
+        self.best_accuracy = median if self.best_accuracy is None else max(self.best_accuracy, median)
+        if not median < self.best_accuracy - self.accuracy_drop:
+            return None
+        return (
+            f"the warm-started model's validation accuracy fell to {median:.3f} (median of the last "
+            f"{len(accuracies)} iterations) from a best of {self.best_accuracy:.3f}: psi has moved to data the "
+            "model does not learn the real task from, or the estimate is too noisy to follow. Lower the psi "
+            "learning rate (outer/keras.optimizers.Adam.learning_rate), raise AutoSimulateTrainer.num_samples, "
+            "and hand on an earlier psi with HandOff.psi_selection_candidates."
         )

@@ -8,15 +8,22 @@ import pytest
 from autosimulate_tf import configs
 from autosimulate_tf.errors import ConfigError
 from autosimulate_tf.train import train_autosimulate
-from autosimulate_tf.train.diagnostics import EXPLODING_NORM, NEGATIVE_CURVATURE, RESIDUAL, HypergradientHealth
+from autosimulate_tf.train.diagnostics import (
+    EXPLODING_NORM,
+    NEGATIVE_CURVATURE,
+    RESIDUAL,
+    VALIDATION_COLLAPSE,
+    HypergradientHealth,
+)
 
 
-def metrics(iteration, residual=1e-3, negative=False, norm=1.0):
+def metrics(iteration, residual=1e-3, negative=False, norm=1.0, accuracy=None):
     return {
         "iteration": iteration,
         "solver_residual": residual,
         "negative_curvature": negative,
         "hypergradient_norm": norm,
+        "val_accuracy": accuracy,
     }
 
 
@@ -57,11 +64,36 @@ def test_an_exploding_hypergradient_norm_is_reported():
     assert kinds(health) == [EXPLODING_NORM] and health.warnings[0]["iteration"] == 5
 
 
+def test_a_validation_collapse_is_reported_but_not_single_bad_iterations():
+    health = HypergradientHealth(window=5, accuracy_drop=0.2)
+    # Rising to ~0.6 with single iterations at 0.3: the window median ignores them.
+    rising = [0.3, 0.4, 0.5, 0.55, 0.6, 0.3, 0.62, 0.6, 0.3, 0.61, 0.6, 0.59]
+    for i, accuracy in enumerate(rising, start=1):
+        health.observe(metrics(i, accuracy=accuracy))
+    assert kinds(health) == [] and health.best_accuracy == pytest.approx(0.6)
+    # A lasting fall to 0.29: raised once the window median is more than 0.2 below 0.6.
+    for i in range(13, 25):
+        health.observe(metrics(i, accuracy=0.29))
+    assert kinds(health) == [VALIDATION_COLLAPSE]
+    # Iterations 11-15 are the first window with three 0.29s (median 0.29 < 0.6 - 0.2).
+    assert health.warnings[0]["iteration"] == 15
+    assert "learning_rate" in health.warnings[0]["message"] and "0.600" in health.warnings[0]["message"]
+
+
+def test_regression_runs_without_accuracy_raise_no_collapse_warning():
+    health = HypergradientHealth(window=3)
+    for i in range(1, 20):
+        health.observe(metrics(i))
+    assert kinds(health) == [] and health.best_accuracy is None
+
+
 def test_bad_thresholds_are_config_errors():
     with pytest.raises(ConfigError, match=r"HypergradientHealth\.window=1"):
         HypergradientHealth(window=1)
     with pytest.raises(ConfigError, match=r"HypergradientHealth\.norm_growth=1"):
         HypergradientHealth(norm_growth=1)
+    with pytest.raises(ConfigError, match=r"HypergradientHealth\.accuracy_drop=0"):
+        HypergradientHealth(accuracy_drop=0)
 
 
 def test_a_diverging_neumann_solver_warns_in_results_json(tmp_path, capsys):
