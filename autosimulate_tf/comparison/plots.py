@@ -3,7 +3,8 @@
 The score is the target's (`baselines/score.py`): validation accuracy for
 classification, validation loss (log scale) for regression. The psi plot has one panel
 per method (its first seed), one labelled line per psi component, or per psi factor
-(all its components in one colour) when there are too many components to label.
+(all its components in one colour) when there are too many components to label; with
+many labels the panels share one legend below them.
 """
 
 import os
@@ -15,6 +16,10 @@ from autosimulate_tf.baselines import Target
 
 # Above this many psi components a panel labels factors (`means`) instead of components (`means[0, 1]`).
 MAX_LABELLED_COMPONENTS = 10
+# Above this many legend entries the panels share one legend below them: inside a panel it
+# would cover the lines (the 22 factors of the digits simulator fill a panel's height).
+MAX_PANEL_LEGEND_ENTRIES = 8
+_SHARED_LEGEND_COLUMNS = 6
 _DPI = 110
 
 
@@ -83,27 +88,57 @@ def psi_lines(curve: list[dict]) -> list[tuple[str, str, np.ndarray]]:
     return lines
 
 
+def _factor_colour(plt, factors: list[str], factor: str):
+    """A colour per factor, distinct for up to 20 factors (tab20), spread over a continuous map beyond."""
+    index = factors.index(factor)
+    if len(factors) <= 10:
+        return f"C{index}"
+    if len(factors) <= 20:
+        return plt.get_cmap("tab20")(index)
+    return plt.get_cmap("turbo")(index / (len(factors) - 1))
+
+
 def plot_psi_trajectories(root_dir: str, runs: dict) -> str:
     """psi (constrained) against simulated samples, one panel per tuning method (first seed); returns the path."""
     plt = _pyplot()
     tuned = {method: method_runs[0] for method, method_runs in runs.items() if method != "default" and method_runs}
+    num_labels = max(
+        (sum(label is not None for _, label, _ in psi_lines(run["curve"])) for run in tuned.values()), default=0
+    )
+    shared_legend = num_labels > MAX_PANEL_LEGEND_ENTRIES
+    legend_rows = -(-num_labels // _SHARED_LEGEND_COLUMNS) if shared_legend else 0
     figure, panels = plt.subplots(
-        1, max(len(tuned), 1), figsize=(4.5 * max(len(tuned), 1), 4.0), squeeze=False, sharey=True
+        1,
+        max(len(tuned), 1),
+        figsize=(4.5 * max(len(tuned), 1), 4.0 + 0.22 * legend_rows),
+        squeeze=False,
+        sharey=True,
     )
     for axes, (method, run) in zip(panels[0], tuned.items(), strict=False):
         xs = [max(point[schema.SIMULATED_SAMPLES], 1e-3) for point in run["curve"]]
         lines = psi_lines(run["curve"])
         factors = list(dict.fromkeys(factor for factor, _, _ in lines))
         for index, (factor, label, values) in enumerate(lines):
-            color = f"C{index % 10}" if len(lines) <= MAX_LABELLED_COMPONENTS else f"C{factors.index(factor) % 10}"
+            color = f"C{index % 10}" if len(lines) <= MAX_LABELLED_COMPONENTS else _factor_colour(plt, factors, factor)
             axes.plot(xs, values, "o" if len(xs) == 1 else "-", color=color, alpha=0.7, label=label)
         axes.set_xscale("log")
         axes.set_xlabel("simulated samples (log scale)")
         axes.set_title(method)
-        if axes.get_legend_handles_labels()[0]:  # A simulator without psi components has nothing to label.
+        # A simulator without psi components has nothing to label.
+        if axes.get_legend_handles_labels()[0] and not shared_legend:
             axes.legend(fontsize=7)
     panels[0][0].set_ylabel("psi (constrained; first seed)")
-    return _save(plt, figure, os.path.join(root_dir, "psi_trajectories.png"))
+    if not shared_legend:
+        return _save(plt, figure, os.path.join(root_dir, "psi_trajectories.png"))
+    # Every panel plots the same simulator's factors in the same colours: one legend serves all.
+    handles, labels = panels[0][0].get_legend_handles_labels()
+    legend_height = 0.22 * legend_rows / figure.get_figheight()
+    figure.tight_layout(rect=(0, legend_height + 0.02, 1, 1))
+    figure.legend(handles, labels, loc="lower center", ncol=_SHARED_LEGEND_COLUMNS, fontsize=7, frameon=False)
+    path = os.path.join(root_dir, "psi_trajectories.png")
+    figure.savefig(path, dpi=_DPI)
+    plt.close(figure)
+    return path
 
 
 def write_plots(root_dir: str, runs: dict, target: Target, scoring: str = "method") -> list[str]:

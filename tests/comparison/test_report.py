@@ -117,3 +117,26 @@ def test_psi_lines_label_each_component_or_each_factor():
     assert len(lines) == 11
     assert [label for _, label, _ in lines if label] == ["means", "scale"]
     assert [factor for factor, _, _ in lines] == ["means"] * 8 + ["scale"] * 3
+
+
+def test_psi_plot_with_many_factors_shares_one_legend_below_the_panels(tmp_path):
+    from PIL import Image
+
+    def runs(num_factors):
+        curve = [
+            {
+                schema.SIMULATED_SAMPLES: 100 * (i + 1),
+                schema.PSI: {f"factor_{j}": 0.1 * i * j for j in range(num_factors)},
+            }
+            for i in range(3)
+        ]
+        return {"autosimulate": [{"curve": curve}], "learning_to_simulate": [{"curve": curve}]}
+
+    (tmp_path / "few").mkdir()
+    (tmp_path / "many").mkdir()
+    few = Image.open(plots.plot_psi_trajectories(str(tmp_path / "few"), runs(3)))
+    many = Image.open(plots.plot_psi_trajectories(str(tmp_path / "many"), runs(22)))
+    # Legends inside the panels keep the plain 4-inch height; 22 entries in 6 columns add 4 legend
+    # rows of 0.22 inch below the panels (to a pixel of rounding).
+    assert abs(many.size[1] - few.size[1] * (4.0 + 4 * 0.22) / 4.0) <= 1
+    assert few.size[0] == many.size[0]
