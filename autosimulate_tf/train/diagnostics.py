@@ -14,7 +14,7 @@ results.json) when
   * the warm-started model's real validation accuracy (classification) falls far below the
     best it reached, median over a window against the best such median: the solver can be
     healthy while a noisy score-function estimate walks psi to data the model cannot learn
-    from (on the Mitsuba scenes one seed fell from about 0.6 to 0.29 with small residuals).
+    from (on the Mitsuba scenes one seed ended at 0.29 with small residuals).
 
 Each kind of warning is raised once per run (the first iteration it is seen), so a long run
 does not flood the log. The thresholds are deliberately loose: a warning means the estimate
