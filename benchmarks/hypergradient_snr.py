@@ -8,8 +8,7 @@ the step rule) and the per-sample influence weights `w_i`. Reported per variant 
 over seeds):
 
   across_iteration_snr   per psi component, |mean_t g_t| / std_t g_t over the iterations
-                         after `--skip` (the figure the "dozens of components" issue
-                         quotes, 0.10); its median over components
+                         after `--skip`; its median over components
   significant_fraction   fraction of components whose mean over those iterations is more
                          than two standard errors (std_t / sqrt(T)) from zero
   within_step_snr        median over iterations of `psi_snr_median` (`report_snr`): per

@@ -20,6 +20,7 @@ MAX_LABELLED_COMPONENTS = 10
 # would cover the lines (the 22 factors of the digits simulator fill a panel's height).
 MAX_PANEL_LEGEND_ENTRIES = 8
 _SHARED_LEGEND_COLUMNS = 6
+_LEGEND_ROW_INCHES = 0.22
 _DPI = 110
 
 
@@ -32,8 +33,9 @@ def _pyplot():
     return plt
 
 
-def _save(plt, figure, path: str) -> str:
-    figure.tight_layout()
+def _save(plt, figure, path: str, bottom: float = 0.0) -> str:
+    """Lays `figure` out above its lowest `bottom` fraction (room for a shared legend), writes and closes it."""
+    figure.tight_layout(rect=(0, bottom, 1, 1))
     figure.savefig(path, dpi=_DPI)
     plt.close(figure)
     return path
@@ -102,21 +104,20 @@ def plot_psi_trajectories(root_dir: str, runs: dict) -> str:
     """psi (constrained) against simulated samples, one panel per tuning method (first seed); returns the path."""
     plt = _pyplot()
     tuned = {method: method_runs[0] for method, method_runs in runs.items() if method != "default" and method_runs}
-    num_labels = max(
-        (sum(label is not None for _, label, _ in psi_lines(run["curve"])) for run in tuned.values()), default=0
-    )
+    lines_by_method = {method: psi_lines(run["curve"]) for method, run in tuned.items()}
+    num_labels = max((sum(label is not None for _, label, _ in lines) for lines in lines_by_method.values()), default=0)
     shared_legend = num_labels > MAX_PANEL_LEGEND_ENTRIES
     legend_rows = -(-num_labels // _SHARED_LEGEND_COLUMNS) if shared_legend else 0
     figure, panels = plt.subplots(
         1,
         max(len(tuned), 1),
-        figsize=(4.5 * max(len(tuned), 1), 4.0 + 0.22 * legend_rows),
+        figsize=(4.5 * max(len(tuned), 1), 4.0 + _LEGEND_ROW_INCHES * legend_rows),
         squeeze=False,
         sharey=True,
     )
     for axes, (method, run) in zip(panels[0], tuned.items(), strict=False):
         xs = [max(point[schema.SIMULATED_SAMPLES], 1e-3) for point in run["curve"]]
-        lines = psi_lines(run["curve"])
+        lines = lines_by_method[method]
         factors = list(dict.fromkeys(factor for factor, _, _ in lines))
         for index, (factor, label, values) in enumerate(lines):
             color = f"C{index % 10}" if len(lines) <= MAX_LABELLED_COMPONENTS else _factor_colour(plt, factors, factor)
@@ -128,17 +129,13 @@ def plot_psi_trajectories(root_dir: str, runs: dict) -> str:
         if axes.get_legend_handles_labels()[0] and not shared_legend:
             axes.legend(fontsize=7)
     panels[0][0].set_ylabel("psi (constrained; first seed)")
+    path = os.path.join(root_dir, "psi_trajectories.png")
     if not shared_legend:
-        return _save(plt, figure, os.path.join(root_dir, "psi_trajectories.png"))
+        return _save(plt, figure, path)
     # Every panel plots the same simulator's factors in the same colours: one legend serves all.
     handles, labels = panels[0][0].get_legend_handles_labels()
-    legend_height = 0.22 * legend_rows / figure.get_figheight()
-    figure.tight_layout(rect=(0, legend_height + 0.02, 1, 1))
     figure.legend(handles, labels, loc="lower center", ncol=_SHARED_LEGEND_COLUMNS, fontsize=7, frameon=False)
-    path = os.path.join(root_dir, "psi_trajectories.png")
-    figure.savefig(path, dpi=_DPI)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path, bottom=_LEGEND_ROW_INCHES * legend_rows / figure.get_figheight() + 0.02)
 
 
 def write_plots(root_dir: str, runs: dict, target: Target, scoring: str = "method") -> list[str]:

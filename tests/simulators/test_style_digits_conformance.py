@@ -143,7 +143,7 @@ SPECS = {spec.id: spec for spec in (UCI, MNIST)}
 
 @functools.cache
 def default_renders_of(spec_id):
-    """`(train latents, train renders, fresh renders)` of the untuned default, made once per session."""
+    """`(train latents, train renders, fresh renders)` of the untuned default, made once per test run."""
     spec = SPECS[spec_id]
     simulator = spec.simulator_class()
     train_latents = simulator.sample_latents(spec.num_train_renders, seed=tf.constant([11, 12]))
