@@ -27,14 +27,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import gin
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-
-from autosimulate_tf import configs
-from autosimulate_tf.problem import Problem
-from autosimulate_tf.train.trainer import AutoSimulateTrainer
+from hypergradient_recording import record_run
 
 GIN_FILE = "digits_autosimulate.gin"
 VARIANTS = {
@@ -50,32 +46,6 @@ flags.DEFINE_integer("num_iterations", 60, "Outer iterations per run.")
 flags.DEFINE_integer("skip", 10, "First iterations left out of the statistics (psi still at its start).")
 flags.DEFINE_string("output", "/tmp/hypergradient_snr.json", "Where the JSON goes.")
 FLAGS = flags.FLAGS
-
-
-def record_run(bindings, seed: int, num_iterations: int) -> dict:
-    """`{"gradients": [T, P], "influence": [T][n], "labels": [T][n], "within_step_snr": [T]}` of one run."""
-    gin.clear_config()  # each run sees only its own variant's bindings
-    configs.parse_gin([GIN_FILE], [f"SEED = {seed}", "HypergradientEstimator.report_snr = True", *bindings])
-    trainer = AutoSimulateTrainer(problem=Problem(), seed=seed)
-    estimate = trainer.estimator.estimate
-    captured = []
-
-    def recording_estimate(objective, simulator, theta, generated, validation, initial_guess=None):
-        result = estimate(objective, simulator, theta, generated, validation, initial_guess)
-        if not tf.executing_eagerly():  # the trainer's shape-generic trace, not an estimate
-            return result
-        captured.append((result, np.asarray(generated.labels).reshape(-1)))
-        return result
-
-    trainer.estimator.estimate = recording_estimate
-    for _ in range(num_iterations):
-        trainer.step()
-    return {
-        "gradients": np.stack([np.concatenate([np.ravel(g) for g in r.gradients]) for r, _ in captured]),
-        "influence": [np.asarray(r.influence) for r, _ in captured],
-        "labels": [labels for _, labels in captured],
-        "within_step_snr": [float(r.diagnostics["psi_snr_median"]) for r, _ in captured],
-    }
 
 
 def influence_statistics(influence: np.ndarray, labels: np.ndarray) -> dict:
@@ -117,7 +87,9 @@ def main(argv) -> None:
     for name in FLAGS.variants:
         per_seed = {}
         for seed in (int(s) for s in FLAGS.seeds):
-            per_seed[str(seed)] = run_statistics(record_run(VARIANTS[name], seed, FLAGS.num_iterations), FLAGS.skip)
+            per_seed[str(seed)] = run_statistics(
+                record_run(VARIANTS[name], seed, FLAGS.num_iterations, GIN_FILE), FLAGS.skip
+            )
             print(name, seed, per_seed[str(seed)], flush=True)
         medians = {key: float(np.median([s[key] for s in per_seed.values()])) for key in next(iter(per_seed.values()))}
         results["variants"][name] = {"bindings": list(VARIANTS[name]), "median": medians, "per_seed": per_seed}

@@ -1,0 +1,170 @@
+"""Does the hypergradient point where fresh models improve? Per psi factor, at the starting psi.
+
+    python benchmarks/hypergradient_agreement.py --gin_file=mnist_autosimulate.gin \
+        --gin_bindings="MnistDigitsSimulator.tune_class_prior = False" \
+        --factors=log_distortion_mean,log_thickness_mean,shear_mean --deltas=0.5,0.4,0.15 \
+        --output_file=benchmarks/results/mnist/hypergradient_agreement.json
+
+AutoSimulate moves psi along minus its hypergradient, the estimated derivative of the
+*warm-started* model's validation loss. What a user wants is a psi whose renders train a
+*fresh* model well. This script measures both at the config's starting psi, per factor:
+
+  fresh        the fresh-model validation loss and accuracy (`selection/ScratchTrainingEvaluator`
+               of the gin file) at the starting psi and with one factor moved by `+delta`,
+               for each of `--fresh_seeds` (same seed, same renders' noise: paired differences);
+  warm         mean and standard error of the hypergradient component over outer iterations
+               `--warm_skip`..`--warm_iterations` of one run whose psi is held at the start (psi
+               learning rate 0), so the warm-started model keeps training on these renders;
+  young        the same over `--young_seeds` runs of one outer iteration each: the estimate at
+               a model just trained `num_initial_inner_steps` from scratch.
+
+`agreement` then says, per factor, which way each signal would move the factor: `fresh` by
+the sign of the paired validation-loss change, `warm` and `young` by minus the sign of the
+mean hypergradient (`null` when it is within two standard errors of 0). Hypergradient
+components are taken with respect to psi's unconstrained variables; the factor bijectors are
+increasing, so their signs compare with a change of the constrained value.
+"""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import gin
+import hypergradient_recording
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from autosimulate_tf import configs
+from autosimulate_tf.problem import Problem
+from autosimulate_tf.train.scratch_training import ScratchTrainingEvaluator
+
+flags.DEFINE_string("gin_file", "mnist_autosimulate.gin", "The AutoSimulate config to probe.")
+flags.DEFINE_multi_string("gin_bindings", [], "Extra bindings (for every part).")
+flags.DEFINE_list("factors", ["log_distortion_mean"], "Scalar psi components to probe.")
+flags.DEFINE_list("deltas", ["0.5"], "Constrained change of each factor for the fresh models (one per factor).")
+flags.DEFINE_list("fresh_seeds", ["0", "1"], "Fresh-model seeds (each setting uses all of them).")
+flags.DEFINE_integer("warm_seed", 0, "Seed of the held-psi warm-started run.")
+flags.DEFINE_integer("warm_iterations", 40, "Outer iterations of the held-psi run.")
+flags.DEFINE_integer("warm_skip", 5, "First held-psi iterations left out (the model is still young).")
+flags.DEFINE_list("young_seeds", [str(s) for s in range(10, 18)], "Seeds of the one-iteration runs.")
+flags.DEFINE_string("output_file", "/tmp/hypergradient_agreement.json", "Where the JSON goes.")
+FLAGS = flags.FLAGS
+
+
+def component_index(simulator, name: str) -> int:
+    """Position of the scalar psi component `name` in the concatenated (flattened) psi gradient."""
+    offset = 0
+    for parameter, variable in zip(simulator.parameter_names, simulator.psi_variables, strict=True):
+        size = int(np.prod(variable.shape))
+        if parameter == name:
+            if size != 1:
+                raise ValueError(f"--factors: {name!r} has {size} numbers; only scalar components can be probed.")
+            return offset
+        offset += size
+    raise ValueError(f"--factors: unknown psi component {name!r}; known: {simulator.parameter_names}.")
+
+
+def mean_and_standard_error(values) -> tuple[float, float]:
+    """Sample mean and its standard error (ddof 1) of a 1-D sequence of at least two values."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def hypergradient_direction(mean: float, standard_error: float):
+    """Which way a descent step moves the factor: +1, -1, or None within two standard errors of 0."""
+    if abs(mean) <= 2 * standard_error:
+        return None
+    return -1 if mean > 0 else 1
+
+
+def fresh_direction(baseline_losses, moved_losses):
+    """+1 when moving the factor up lowers the fresh-model validation loss on every seed, -1 when it
+    raises it on every seed, None when the seeds disagree."""
+    changes = np.asarray(moved_losses, dtype=float) - np.asarray(baseline_losses, dtype=float)
+    if np.all(changes < 0):
+        return 1
+    if np.all(changes > 0):
+        return -1
+    return None
+
+
+def fresh_scores(bindings, settings: dict, seeds: list[int]) -> dict:
+    """`{label: {"val_loss": [per seed], "val_accuracy": [per seed]}}` of fresh models per psi change."""
+    gin.clear_config()
+    configs.parse_gin([FLAGS.gin_file], list(bindings))
+    problem = Problem()
+    with gin.config_scope("selection"):
+        evaluator = ScratchTrainingEvaluator(problem)
+    scores = {}
+    for label, change in settings.items():
+        rows = []
+        with problem.simulator.temporary_psi(constrained={k: np.float32(v) for k, v in change.items()}):
+            for seed in seeds:
+                rows.append(evaluator.evaluate(seed=seed))
+        scores[label] = {key: [row[key] for row in rows] for key in ("val_loss", "val_accuracy")}
+        print("fresh", label, change, scores[label], flush=True)
+    return scores
+
+
+def main(argv) -> None:
+    """Runs the three measurements and writes the JSON described in the module docstring."""
+    del argv
+    if len(FLAGS.deltas) != len(FLAGS.factors):
+        raise app.UsageError(f"--deltas: {len(FLAGS.deltas)} values for {len(FLAGS.factors)} --factors.")
+    bindings = list(FLAGS.gin_bindings)
+    gin.clear_config()
+    configs.parse_gin([FLAGS.gin_file], bindings)
+    simulator = Problem().simulator
+    indices = {name: component_index(simulator, name) for name in FLAGS.factors}  # bad names fail here
+    start = {name: float(simulator.parameter(name).numpy()) for name in FLAGS.factors}
+    settings = {"start": {}}
+    for name, delta in zip(FLAGS.factors, FLAGS.deltas, strict=True):
+        settings[f"{name} + {delta}"] = {name: start[name] + float(delta)}
+    fresh = fresh_scores(bindings, settings, [int(s) for s in FLAGS.fresh_seeds])
+
+    tf.config.run_functions_eagerly(True)  # every estimate readable; the same numbers as compiled
+    warm = hypergradient_recording.record_run(
+        bindings, FLAGS.warm_seed, FLAGS.warm_iterations, gin_file=FLAGS.gin_file, hold_psi=True
+    )["gradients"][FLAGS.warm_skip :]
+    young = np.concatenate(
+        [
+            hypergradient_recording.record_run(bindings, int(seed), 1, gin_file=FLAGS.gin_file, hold_psi=True)[
+                "gradients"
+            ]
+            for seed in FLAGS.young_seeds
+        ]
+    )
+    results = {
+        "gin_file": FLAGS.gin_file,
+        "gin_bindings": bindings,
+        "start": start,
+        "fresh": fresh,
+        "warm_iterations": [FLAGS.warm_skip, FLAGS.warm_iterations],
+        "young_runs": len(young),
+        "factors": {},
+    }
+    for name, delta in zip(FLAGS.factors, FLAGS.deltas, strict=True):
+        moved = fresh[f"{name} + {delta}"]
+        warm_mean, warm_se = mean_and_standard_error(warm[:, indices[name]])
+        young_mean, young_se = mean_and_standard_error(young[:, indices[name]])
+        results["factors"][name] = {
+            "delta": float(delta),
+            "fresh_val_loss_change": list(np.subtract(moved["val_loss"], fresh["start"]["val_loss"])),
+            "fresh_val_accuracy_change": list(np.subtract(moved["val_accuracy"], fresh["start"]["val_accuracy"])),
+            "warm_hypergradient": [warm_mean, warm_se],
+            "young_hypergradient": [young_mean, young_se],
+            "agreement": {
+                "fresh": fresh_direction(fresh["start"]["val_loss"], moved["val_loss"]),
+                "warm": hypergradient_direction(warm_mean, warm_se),
+                "young": hypergradient_direction(young_mean, young_se),
+            },
+        }
+        print(name, results["factors"][name], flush=True)
+    with open(FLAGS.output_file, "w") as stream:
+        json.dump(results, stream, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)
