@@ -90,11 +90,11 @@ def fresh_direction(baseline_losses, moved_losses):
     return None
 
 
-def fresh_scores(bindings, settings: dict, seeds: list[int]) -> dict:
-    """`{label: {"val_loss": [per seed], "val_accuracy": [per seed]}}` of fresh models per psi change."""
-    gin.clear_config()
-    configs.parse_gin([FLAGS.gin_file], list(bindings))
-    problem = Problem()
+def fresh_scores(problem, settings: dict, seeds: list[int]) -> dict:
+    """`{label: {"val_loss": [per seed], "val_accuracy": [per seed]}}` of fresh models per psi change.
+
+    Uses the parsed gin config's `selection/ScratchTrainingEvaluator` budget.
+    """
     with gin.config_scope("selection"):
         evaluator = ScratchTrainingEvaluator(problem)
     scores = {}
@@ -116,13 +116,14 @@ def main(argv) -> None:
     bindings = list(FLAGS.gin_bindings)
     gin.clear_config()
     configs.parse_gin([FLAGS.gin_file], bindings)
-    simulator = Problem().simulator
+    problem = Problem()
+    simulator = problem.simulator
     indices = {name: component_index(simulator, name) for name in FLAGS.factors}  # bad names fail here
     start = {name: float(simulator.parameter(name).numpy()) for name in FLAGS.factors}
     settings = {"start": {}}
     for name, delta in zip(FLAGS.factors, FLAGS.deltas, strict=True):
         settings[f"{name} + {delta}"] = {name: start[name] + float(delta)}
-    fresh = fresh_scores(bindings, settings, [int(s) for s in FLAGS.fresh_seeds])
+    fresh = fresh_scores(problem, settings, [int(s) for s in FLAGS.fresh_seeds])
 
     tf.config.run_functions_eagerly(True)  # every estimate readable; the same numbers as compiled
     warm = hypergradient_recording.record_run(

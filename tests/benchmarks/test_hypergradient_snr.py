@@ -1,25 +1,12 @@
 """The statistics of benchmarks/hypergradient_snr.py against cases with known answers."""
 
-import importlib.util
-import os
-import sys
-
 import numpy as np
 import pytest
 
-_BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
-_PATH = os.path.join(_BENCHMARKS, "hypergradient_snr.py")
-
 
 @pytest.fixture(scope="module")
-def snr():
-    """The benchmark script as a module (benchmarks/ is not a package; its sibling modules are imported)."""
-    if _BENCHMARKS not in sys.path:
-        sys.path.insert(0, _BENCHMARKS)
-    spec = importlib.util.spec_from_file_location("hypergradient_snr", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def snr(benchmark_module):
+    return benchmark_module("hypergradient_snr")
 
 
 def test_influence_statistics_of_a_gaussian_and_of_a_label_determined_influence(snr):
