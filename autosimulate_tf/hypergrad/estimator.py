@@ -27,6 +27,11 @@ import tensorflow_probability as tfp
 from autosimulate_tf.errors import ConfigError, check
 from autosimulate_tf.hypergrad import curvature as curvature_lib
 from autosimulate_tf.hypergrad import influence, pathwise, solvers, tree_math
+from autosimulate_tf.models import losses
+
+VALIDATION_LOSS = "loss"
+EXPECTED_ERROR = "expected_error"
+VALIDATION_OBJECTIVES = (VALIDATION_LOSS, EXPECTED_ERROR)
 
 
 class GeneratedData(NamedTuple):
@@ -82,6 +87,7 @@ class HypergradientEstimator:
         render_cost_weight: float = 0.0,
         gradient_estimator: str = pathwise.SCORE_FUNCTION,
         report_snr: bool = False,
+        validation_objective: str = VALIDATION_LOSS,
     ):
         """Args:
         curvature: `"gauss_newton"` or `"hessian"`.
@@ -112,6 +118,12 @@ class HypergradientEstimator:
           psi components, `|mean_i g_i| / (std_i g_i / sqrt(n))` of the per-sample
           gradient contributions `g_i` (one Jacobian of the n per-sample surrogate terms,
           hence off by default).
+        validation_objective: what psi should lower on the real validation data:
+          `"loss"` (the paper's: the task loss `L_val`) or, for classifiers,
+          `"expected_error"`: `mean_j (1 - p(y_j | x_j))`, a smooth stand-in for the
+          validation error. Cross-entropy of an over-confident model is dominated by its
+          few confidently wrong examples, and a psi change can lower it while accuracy
+          falls; the expected error weights the borderline examples that decide accuracy.
 
         Raises:
           ConfigError: naming the bad setting; a solver's own knobs are checked here
@@ -136,6 +148,11 @@ class HypergradientEstimator:
             f"HypergradientEstimator.gradient_estimator={gradient_estimator!r} is not one of "
             f"{pathwise.GRADIENT_ESTIMATORS}.",
         )
+        check(
+            validation_objective in VALIDATION_OBJECTIVES,
+            f"HypergradientEstimator.validation_objective={validation_objective!r} is not one of "
+            f"{VALIDATION_OBJECTIVES}.",
+        )
         _probe_solver(solver)
         self.curvature = curvature
         self.damping = float(damping)
@@ -146,6 +163,7 @@ class HypergradientEstimator:
         self.render_cost_weight = float(render_cost_weight)
         self.gradient_estimator = gradient_estimator
         self.report_snr = bool(report_snr)
+        self.validation_objective = validation_objective
 
     def check_simulator(self, simulator) -> None:
         """Raises `ConfigError` when `simulator` cannot serve these settings, naming the setting.
@@ -162,8 +180,17 @@ class HypergradientEstimator:
                 f"render_cost(latents); {type(simulator).__name__} has none.",
             )
 
+    def check_loss(self, loss: str) -> None:
+        """Raises `ConfigError` when the validation objective does not fit the task loss, naming the setting."""
+        if self.validation_objective == EXPECTED_ERROR:
+            check(
+                loss == losses.SOFTMAX_CROSS_ENTROPY,
+                f"HypergradientEstimator.validation_objective={EXPECTED_ERROR!r} needs a classifier, but the task "
+                f"loss is {loss!r}; use validation_objective={VALIDATION_LOSS!r}.",
+            )
+
     def estimate(self, objective, simulator, theta, generated: GeneratedData, validation, initial_guess=None):
-        """Approximate hypergradient of the validation loss in the simulator parameters.
+        """Approximate hypergradient of the validation objective in the simulator parameters.
 
         Args:
           objective: `TaskObjective` (model, loss, weight decay).
@@ -174,7 +201,8 @@ class HypergradientEstimator:
           initial_guess: the previous `z`, used when `warm_start_solver` (else ignored).
 
         Returns:
-          A `HypergradientResult`. Diagnostics: `validation_loss`,
+          A `HypergradientResult`. Diagnostics: `validation_loss` (the validation
+          objective's value: the mean loss or the expected error),
           `validation_gradient_norm`, `z_norm`, `solver_residual` (-1 when not
           computed), `negative_curvature`, `solver_iterations`, `hvp_count`,
           `influence_mean`, `influence_std`, `hypergradient_norm`, `inner_gradient_norm`;
@@ -188,9 +216,12 @@ class HypergradientEstimator:
             latents again does not reproduce `generated`.
         """
         theta = list(theta)
-        validation_loss, validation_gradient = objective.mean_value_and_gradient(
-            objective.validation_loss, theta, *validation
+        validation_fn = (
+            objective.validation_expected_error
+            if self.validation_objective == EXPECTED_ERROR
+            else objective.validation_loss
         )
+        validation_loss, validation_gradient = objective.mean_value_and_gradient(validation_fn, theta, *validation)
         matvec = curvature_lib.make_damped_matvec(
             objective, theta, generated.inputs, generated.labels, self.curvature, self.damping
         )

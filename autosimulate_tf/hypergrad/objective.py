@@ -18,7 +18,8 @@ class TaskObjective:
     """Training and validation losses of a Keras model, as functions of its weights theta.
 
     `L_train(theta) = mean_i l(x_i, y_i; theta) + (weight_decay / 2) |theta|^2`,
-    `L_val(theta) = mean_j l(x_j, y_j; theta)` on real validation data.
+    `L_val(theta) = mean_j l(x_j, y_j; theta)` on real validation data, or (classifiers)
+    `E_val(theta) = mean_j (1 - p(y_j | x_j; theta))`, the expected validation error.
     """
 
     def __init__(self, model, loss: str, weight_decay: float = 0.0, sharding: Sharding | None = None):
@@ -71,6 +72,12 @@ class TaskObjective:
     def validation_loss(self, theta, inputs, labels) -> tf.Tensor:
         """Mean loss on real validation data."""
         return tf.reduce_mean(self.per_example_losses(theta, inputs, labels))
+
+    def validation_expected_error(self, theta, inputs, labels) -> tf.Tensor:
+        """Mean expected 0-1 error `1 - p(y | x; theta)` on real validation data (classifiers only)."""
+        if self.loss != losses.SOFTMAX_CROSS_ENTROPY:
+            raise ConfigError(f"The expected validation error needs a classifier; the task loss is {self.loss!r}.")
+        return tf.reduce_mean(losses.per_example_expected_error(self.outputs(theta, inputs), labels))
 
     def value_and_gradient(self, loss_fn, theta, inputs, labels, *per_example) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """`loss_fn(theta, inputs, labels, *per_example)` and its gradient in theta, from one forward pass."""

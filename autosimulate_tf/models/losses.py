@@ -72,3 +72,17 @@ def accuracy(loss: str, outputs: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     predictions = tf.argmax(outputs, axis=-1, output_type=tf.int32)
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
     return tf.reduce_mean(tf.cast(tf.equal(predictions, labels), tf.float32))
+
+
+def per_example_expected_error(outputs: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """`[n]` expected 0-1 errors `1 - softmax(outputs)[y]` of a classifier's logits.
+
+    The probability that a prediction drawn from the model's softmax is wrong: bounded in
+    [0, 1] and, unlike cross-entropy, not dominated by a few confidently wrong examples.
+    Its gradient in the logits, `p_y (p - e_y)`, vanishes for examples the model gets
+    confidently right *or* confidently wrong, so it weights the borderline examples that
+    decide accuracy.
+    """
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    probabilities = tf.nn.softmax(outputs, axis=-1)
+    return 1.0 - tf.gather(probabilities, labels, axis=-1, batch_dims=1)

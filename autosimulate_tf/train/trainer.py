@@ -108,6 +108,7 @@ class AutoSimulateTrainer:
         self.seed = int(seed)
         self.estimator = estimator if estimator is not None else HypergradientEstimator()
         self.estimator.check_simulator(self.simulator)
+        self.estimator.check_loss(problem.loss)
         self.step_rule = step_rule if step_rule is not None else PlainStep()
         self.sharding = Sharding(strategy)
         self._build_model(inner_optimizer, outer_optimizer, weight_decay)

@@ -4,7 +4,8 @@
 numbers (fixed components `k_i` and noise `e_i`, points `means[k_i] + e_i`) and
 `theta*_N` converged by Newton's method with the exact Hessian (float64).
 
-Two checks:
+Two checks, for both validation objectives (the loss, and the expected error
+`1 - p(y | x)`):
   1. Finite differences of `F_N` equal the implicit-function (pathwise) gradient
      `-1/N sum_i dw_i/dx_i dx_i/dpsi` computed with the library's exact solver and
      influence weights: deterministic, tight tolerance.
@@ -15,6 +16,7 @@ Two checks:
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from autosimulate_tf.hypergrad import (
@@ -82,7 +84,8 @@ def pretrain(model, objective, inputs, labels, steps=1500):
     return objective.current_weights()
 
 
-def test_score_function_estimate_matches_finite_differences():
+@pytest.mark.parametrize("validation_objective", ["loss", "expected_error"])
+def test_score_function_estimate_matches_finite_differences(validation_objective):
     rng = np.random.default_rng(0)
     components = rng.integers(0, 4, NUM_SAMPLES)
     noise = rng.normal(size=(NUM_SAMPLES, 2))
@@ -93,11 +96,14 @@ def test_score_function_estimate_matches_finite_differences():
     model = mlp(input_shape=(2,), num_outputs=2, hidden_units=(8,), dtype="float64", seed=1)
     objective = TaskObjective(model, "softmax_cross_entropy", WEIGHT_DECAY)
     newton = NewtonSolver(objective)
+    validation_fn = {"loss": objective.validation_loss, "expected_error": objective.validation_expected_error}[
+        validation_objective
+    ]
     weights = newton.converge(pretrain(model, objective, inputs, labels), inputs, labels)
 
     def objective_value(means):
         converged = newton.converge(weights, generated_inputs(means, components, noise), labels, iterations=6)
-        return float(objective.validation_loss(converged, validation_inputs, validation_labels))
+        return float(validation_fn(converged, validation_inputs, validation_labels))
 
     finite_differences = np.zeros_like(MEANS)
     for index in np.ndindex(*MEANS.shape):
@@ -108,7 +114,9 @@ def test_score_function_estimate_matches_finite_differences():
     # The library's hypergradient at the converged theta, exact solver, full Hessian.
     simulator = GaussianMixtureSimulator(initial_means=MEANS, component_classes=CLASSES)
     latents = {"component": tf.constant(components, tf.int32), "point": tf.cast(inputs, tf.float32)}
-    estimator = HypergradientEstimator(solver=solvers.exact, curvature="hessian", damping=0.0)
+    estimator = HypergradientEstimator(
+        solver=solvers.exact, curvature="hessian", damping=0.0, validation_objective=validation_objective
+    )
     result = estimator.estimate(
         objective, simulator, weights, GeneratedData(inputs, labels, latents), (validation_inputs, validation_labels)
     )

@@ -103,6 +103,29 @@ def test_softmax_cross_entropy_per_example_matches_numpy():
     np.testing.assert_allclose(reshaped.numpy(), loss.numpy())
 
 
+def test_expected_error_is_one_minus_the_true_class_probability():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(6, 4)) * 3
+    labels = np.array([0, 3, 1, 2, 2, 0])
+    error = losses.per_example_expected_error(tf.constant(logits), tf.constant(labels[:, None]))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert error.shape == (6,)
+    np.testing.assert_allclose(error.numpy(), 1.0 - probabilities[np.arange(6), labels], rtol=1e-10)
+    # Its gradient in the logits is p_y (p - e_y): zero for confidently right and confidently wrong examples.
+    logits_tensor = tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(logits_tensor)
+        total = tf.reduce_sum(losses.per_example_expected_error(logits_tensor, tf.constant(labels)))
+    p_y = probabilities[np.arange(6), labels][:, None]
+    np.testing.assert_allclose(
+        tape.gradient(total, logits_tensor).numpy(), p_y * (probabilities - np.eye(4)[labels]), rtol=1e-9, atol=1e-12
+    )
+    confident = tf.constant([[30.0, 0.0], [0.0, 30.0]], tf.float64)
+    np.testing.assert_allclose(
+        losses.per_example_expected_error(confident, tf.constant([0, 0])).numpy(), [0.0, 1.0], atol=1e-12
+    )
+
+
 def test_squared_error_per_example_matches_numpy():
     rng = np.random.default_rng(2)
     outputs, targets = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))

@@ -22,6 +22,17 @@ BAD_SETTINGS = [
     # A hand-off evaluator's budget, built (and checked) before tuning too.
     ("toy_gmm.gin", "final/ScratchTrainingEvaluator.num_steps = 0", "ScratchTrainingEvaluator.num_steps=0"),
     ("toy_gmm.gin", "HypergradientEstimator.curvature = 'fisher'", "HypergradientEstimator.curvature='fisher'"),
+    (
+        "toy_gmm.gin",
+        "HypergradientEstimator.validation_objective = 'accuracy'",
+        "HypergradientEstimator.validation_objective='accuracy'",
+    ),
+    # An objective that does not fit the task loss, checked against the problem.
+    (
+        "toy_regression.gin",
+        "HypergradientEstimator.validation_objective = 'expected_error'",
+        "validation_objective='expected_error' needs a classifier",
+    ),
 ]
 
 
