@@ -94,11 +94,7 @@ class ScratchTrainingEvaluator:
             initial = self._kept_weights
         else:
             initial = self._initial_weights(seed)
-        for variable, value in zip(self.model.trainable_variables, initial, strict=True):
-            variable.assign(value)
-        for variable in self.optimizer.variables:
-            if "learning_rate" not in variable.name:
-                variable.assign(tf.zeros_like(variable))
+        task_training.restart_from(self.model, self.optimizer, initial)
 
     def keep_weights(self) -> None:
         """Remembers the current weights as the starting point for `fine_tune`."""

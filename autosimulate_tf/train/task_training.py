@@ -60,6 +60,19 @@ def minibatch_steps(objective, optimizer, inputs, labels, num_steps, seed, batch
     return loss, nonfinite
 
 
+def restart_from(model, optimizer, initial_weights) -> None:
+    """Sets `model`'s trainable variables to `initial_weights` and zeroes `optimizer`'s state.
+
+    Zeroes the moments and the step counter (Adam's bias correction starts again), keeps
+    the learning rate: the model then trains exactly as a freshly built one would.
+    """
+    for variable, value in zip(model.trainable_variables, initial_weights, strict=True):
+        variable.assign(value)
+    for variable in optimizer.variables:
+        if "learning_rate" not in variable.name:
+            variable.assign(tf.zeros_like(variable))
+
+
 def score(model, loss: str, inputs, labels):
     """`(mean loss, accuracy)` of `model` on `(inputs, labels)`; accuracy is NaN for regression.
 

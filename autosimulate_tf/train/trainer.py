@@ -31,6 +31,7 @@ from autosimulate_tf.hypergrad.estimator import GeneratedData, HypergradientEsti
 from autosimulate_tf.hypergrad.objective import TaskObjective
 from autosimulate_tf.hypergrad.sharding import Sharding
 from autosimulate_tf.hypergrad.step_rules import PlainStep
+from autosimulate_tf.models.initial_weights import InitialWeights
 from autosimulate_tf.train import optimizers, reuse, task_training
 from autosimulate_tf.train.trainer_settings import check_settings
 
@@ -60,6 +61,7 @@ class AutoSimulateTrainer:
         strategy=None,
         reuse_iterations: int = 0,
         reuse_weighting: str = reuse.PER_SAMPLE,
+        reinitialize_every: int = 0,
         seed: int = 0,
     ):
         """Args:
@@ -90,6 +92,14 @@ class AutoSimulateTrainer:
           psi (train/reuse.py; curvature products stay unweighted). 0: no reuse (the
           estimator of the paper).
         reuse_weighting: q of the importance weights, `"per_sample"` or `"mixture"`.
+        reinitialize_every: K >= 0. At outer iterations K, 2K, ... theta restarts from
+          fresh initial weights (seeded by `(seed, iteration)`), the inner optimizer's
+          state and the solver warm start are zeroed, and that iteration trains
+          `num_initial_inner_steps`: the estimate then follows a model trained from
+          scratch on the current psi's data rather than one warm-started since the
+          first iteration, whose objective can reward what a fresh model does not gain
+          (short-horizon bias). Costs `num_initial_inner_steps - num_inner_steps` extra
+          steps every K iterations. 0 (default): warm start throughout, as in the paper.
         seed: experiment seed; every random draw (and the model's initial
           weights) derives from it statelessly.
 
@@ -105,6 +115,7 @@ class AutoSimulateTrainer:
         self.inner_batch_size = int(inner_batch_size)
         self.max_failure_rate = float(max_failure_rate)
         self.render_timeout_s = render_timeout_s
+        self.reinitialize_every = int(reinitialize_every)
         self.seed = int(seed)
         self.estimator = estimator if estimator is not None else HypergradientEstimator()
         self.estimator.check_simulator(self.simulator)
@@ -143,6 +154,11 @@ class AutoSimulateTrainer:
         dtype = self.model.inputs[0].dtype
         self._validation = self.problem.real_split("validation", dtype)
         self._test = self.problem.real_split("test", dtype)
+        self._initial_weights = None
+        if self.reinitialize_every:
+            self._initial_weights = InitialWeights(
+                self.model, self.problem.model_fn, self.problem.observation_shape, self.problem.num_outputs
+            )
 
     def _build_state(self, reuse_iterations: int, reuse_weighting: str) -> None:
         """Iteration, counters, clock, the solver warm start, initial scores and the reuse buffer."""
@@ -288,7 +304,10 @@ class AutoSimulateTrainer:
         sample_seed, inner_seed = self._iteration_seeds(iteration)
         generated, num_dropped = self._render(iteration, sample_seed)
         render_done = time.perf_counter()
-        num_steps, inner_loss, nonfinite_inner = self._train_inner(iteration, generated, inner_seed)
+        restarted = self._restarts_at(iteration)
+        if restarted:
+            self.restart_model(iteration)
+        num_steps, inner_loss, nonfinite_inner = self._train_inner(iteration, generated, inner_seed, restarted)
         inner_done = time.perf_counter()
         untimed_s = self._record_initial_scores() if iteration == 0 else 0.0
         diagnostics, updated = self._update(generated, iteration)
@@ -307,8 +326,29 @@ class AutoSimulateTrainer:
             "iteration_s": elapsed,
         }
         metrics = self._metrics(iteration, diagnostics, generated, validation, timings)
-        metrics.update(inner_loss=float(inner_loss), num_dropped=num_dropped, update_skipped=not updated)
+        metrics.update(
+            inner_loss=float(inner_loss), num_dropped=num_dropped, update_skipped=not updated, model_restarted=restarted
+        )
         return metrics
+
+    def _restarts_at(self, iteration: int) -> bool:
+        """Whether theta restarts from fresh weights at this outer iteration (`reinitialize_every`)."""
+        return self.reinitialize_every > 0 and iteration > 0 and iteration % self.reinitialize_every == 0
+
+    def restart_seed(self, iteration: int) -> int:
+        """The integer seed of the fresh initial weights at a restart, derived from `(seed, iteration)`."""
+        # A stream of its own (the 3), apart from the stateless render and minibatch seeds.
+        return int(np.random.SeedSequence([self.seed, 3, iteration]).generate_state(1)[0] % (2**31 - 1))
+
+    def restart_model(self, iteration: int) -> None:
+        """Fresh initial weights for theta, zeroed inner-optimizer state and solver warm start."""
+        with self.sharding.scope():
+            task_training.restart_from(
+                self.model, self.inner_optimizer, self._initial_weights(self.restart_seed(iteration))
+            )
+        # The previous z solved a system at the old theta; at the new one it is no better a start than 0.
+        for variable in self.previous_z:
+            variable.assign(tf.zeros_like(variable))
 
     def _render(self, iteration: int, seed) -> tuple[GeneratedData, int]:
         """Phase 1: N new latents and their renders, plus the reused ones; `(D_t, renders dropped)`."""
@@ -327,9 +367,9 @@ class AutoSimulateTrainer:
         combined = self._combine_fn(inputs, labels, latents, tf.constant(iteration, tf.int64))
         return GeneratedData(*combined), num_dropped
 
-    def _train_inner(self, iteration: int, generated: GeneratedData, seed):
-        """Phase 2: the warm-started inner steps; `(steps, last loss, non-finite gradients)`."""
-        num_steps = self.num_initial_inner_steps if iteration == 0 else self.num_inner_steps
+    def _train_inner(self, iteration: int, generated: GeneratedData, seed, restarted: bool):
+        """Phase 2: the warm-started inner steps (from scratch after a restart); `(steps, last loss, non-finite)`."""
+        num_steps = self.num_initial_inner_steps if iteration == 0 or restarted else self.num_inner_steps
         num_steps_tensor = tf.constant(num_steps)
         if self.reuse_buffer is not None and not self._traced_for_any_size:
             self._trace_for_any_size(generated, num_steps_tensor, seed)

@@ -8,7 +8,7 @@ def check_settings(settings: dict) -> None:
     """Raises `ConfigError` naming the first bad `AutoSimulateTrainer` setting."""
     for name, low in (("num_samples", 2), ("num_inner_steps", 0), ("num_initial_inner_steps", 0)):
         check(settings[name] >= low, f"AutoSimulateTrainer.{name}={settings[name]} must be >= {low}.")
-    for name, low in (("inner_batch_size", 1), ("weight_decay", 0), ("reuse_iterations", 0)):
+    for name, low in (("inner_batch_size", 1), ("weight_decay", 0), ("reuse_iterations", 0), ("reinitialize_every", 0)):
         check(settings[name] >= low, f"AutoSimulateTrainer.{name}={settings[name]} must be >= {low}.")
     check(
         settings["reuse_weighting"] in reuse.WEIGHTINGS,

@@ -27,6 +27,7 @@ BAD_SETTINGS = [
         "HypergradientEstimator.validation_objective = 'accuracy'",
         "HypergradientEstimator.validation_objective='accuracy'",
     ),
+    ("toy_gmm.gin", "AutoSimulateTrainer.reinitialize_every = -1", "AutoSimulateTrainer.reinitialize_every=-1"),
     # An objective that does not fit the task loss, checked against the problem.
     (
         "toy_regression.gin",
