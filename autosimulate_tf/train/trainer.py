@@ -3,7 +3,8 @@
 One outer iteration (DESIGN.md section 2), one method per phase of `step`:
   1. `_render`: sample `c_1..c_N ~ p(.|psi_t)` with a stateless seed; render `D_t`
      off-tape (plus the reused renders of earlier iterations, train/reuse.py);
-  2. `_train_inner`: continue training theta (warm start) for E steps on `D_t`;
+  2. `_train_inner`: continue training theta (warm start) for E steps on `D_t` (or, at a
+     restart every `reinitialize_every` iterations, train fresh weights from scratch);
   3. `_update`: validation gradient, solver, influence weights
      (`HypergradientEstimator`), the step rule (hypergrad/step_rules.py), then the
      optimizer step on psi;
