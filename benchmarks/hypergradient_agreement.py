@@ -2,6 +2,7 @@
 
     python benchmarks/hypergradient_agreement.py --gin_file=mnist_autosimulate.gin \
         --gin_bindings="MnistDigitsSimulator.tune_class_prior = False" \
+        --gin_bindings="AutoSimulateTrainer.reinitialize_every = 0" \
         --factors=log_distortion_mean,log_thickness_mean,shear_mean --deltas=0.5,0.4,0.15 \
         --output_file=benchmarks/results/mnist/hypergradient_agreement.json
 
