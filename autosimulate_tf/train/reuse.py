@@ -150,3 +150,28 @@ def effective_sample_fraction(importance_weights) -> float:
     weights = tf.convert_to_tensor(importance_weights)
     size = tf.cast(tf.size(weights), tf.float32)
     return float(tf.square(tf.reduce_sum(weights)) / (tf.reduce_sum(tf.square(weights)) * size))
+
+
+def trace_for_any_size(inner_train_fn, hypergradient_fn, generated, num_steps, seed) -> None:
+    """Traces the trainer's inner training and hypergradient once for a `D_t` of any size.
+
+    With reuse, `D_t` grows from N to (W + 1) N samples over the first W outer
+    iterations. `reduce_retracing` alone would trace for the first size and again,
+    shape-relaxed, at the second: on the GMM toy that second tracing cost ~2 s, half
+    of a whole comparison run. Tracing with an unknown leading dimension from the
+    start makes the one trace serve every size.
+
+    Args:
+      inner_train_fn: the compiled `(generated, num_steps, seed)` inner training.
+      hypergradient_fn: the compiled `(generated)` hypergradient.
+      generated: this iteration's `GeneratedData` (only its specs are used).
+      num_steps: scalar tensor.
+      seed: stateless seed tensor.
+    """
+
+    def any_size(structure):
+        return tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), structure)
+
+    specs = type(generated)(*(any_size(part) for part in generated))
+    inner_train_fn.get_concrete_function(specs, tf.TensorSpec.from_tensor(num_steps), tf.TensorSpec.from_tensor(seed))
+    hypergradient_fn.get_concrete_function(specs)

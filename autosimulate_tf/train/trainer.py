@@ -3,8 +3,7 @@
 One outer iteration (DESIGN.md section 2), one method per phase of `step`:
   1. `_render`: sample `c_1..c_N ~ p(.|psi_t)` with a stateless seed; render `D_t`
      off-tape (plus the reused renders of earlier iterations, train/reuse.py);
-  2. `_train_inner`: continue training theta (warm start) for E steps on `D_t` (or, at a
-     restart every `reinitialize_every` iterations, train fresh weights from scratch);
+  2. `_train_inner`: E steps on `D_t`, warm-started (from fresh weights after a restart);
   3. `_update`: validation gradient, solver, influence weights
      (`HypergradientEstimator`), the step rule (hypergrad/step_rules.py), then the
      optimizer step on psi;
@@ -32,8 +31,8 @@ from autosimulate_tf.hypergrad.estimator import GeneratedData, HypergradientEsti
 from autosimulate_tf.hypergrad.objective import TaskObjective
 from autosimulate_tf.hypergrad.sharding import Sharding
 from autosimulate_tf.hypergrad.step_rules import PlainStep
-from autosimulate_tf.models.initial_weights import InitialWeights
 from autosimulate_tf.train import optimizers, reuse, task_training
+from autosimulate_tf.train.model_restarts import ModelRestarts
 from autosimulate_tf.train.trainer_settings import check_settings
 
 
@@ -93,14 +92,9 @@ class AutoSimulateTrainer:
           psi (train/reuse.py; curvature products stay unweighted). 0: no reuse (the
           estimator of the paper).
         reuse_weighting: q of the importance weights, `"per_sample"` or `"mixture"`.
-        reinitialize_every: K >= 0. At outer iterations K, 2K, ... theta restarts from
-          fresh initial weights (seeded by `(seed, iteration)`), the inner optimizer's
-          state and the solver warm start are zeroed, and that iteration trains
-          `num_initial_inner_steps`: the estimate then follows a model trained from
-          scratch on the current psi's data rather than one warm-started since the
-          first iteration, whose objective can reward what a fresh model does not gain
-          (short-horizon bias). Costs `num_initial_inner_steps - num_inner_steps` extra
-          steps every K iterations. 0 (default): warm start throughout, as in the paper.
+        reinitialize_every: K >= 0. At outer iterations K, 2K, ... theta restarts from fresh
+          initial weights and trains `num_initial_inner_steps` (train/model_restarts.py).
+          0 (default): warm start throughout, as in the paper.
         seed: experiment seed; every random draw (and the model's initial
           weights) derives from it statelessly.
 
@@ -116,7 +110,6 @@ class AutoSimulateTrainer:
         self.inner_batch_size = int(inner_batch_size)
         self.max_failure_rate = float(max_failure_rate)
         self.render_timeout_s = render_timeout_s
-        self.reinitialize_every = int(reinitialize_every)
         self.seed = int(seed)
         self.estimator = estimator if estimator is not None else HypergradientEstimator()
         self.estimator.check_simulator(self.simulator)
@@ -124,6 +117,7 @@ class AutoSimulateTrainer:
         self.step_rule = step_rule if step_rule is not None else PlainStep()
         self.sharding = Sharding(strategy)
         self._build_model(inner_optimizer, outer_optimizer, weight_decay)
+        self.restarts = ModelRestarts(reinitialize_every, self.seed, self.model, problem)
         self._build_state(reuse_iterations, reuse_weighting)
         # A simulator that cannot render at all fails here, before any training.
         pipeline.preflight_render(self.simulator, tf.constant([self.seed, 1]), render_timeout_s=render_timeout_s)
@@ -155,11 +149,6 @@ class AutoSimulateTrainer:
         dtype = self.model.inputs[0].dtype
         self._validation = self.problem.real_split("validation", dtype)
         self._test = self.problem.real_split("test", dtype)
-        self._initial_weights = None
-        if self.reinitialize_every:
-            self._initial_weights = InitialWeights(
-                self.model, self.problem.model_fn, self.problem.observation_shape, self.problem.num_outputs
-            )
 
     def _build_state(self, reuse_iterations: int, reuse_weighting: str) -> None:
         """Iteration, counters, clock, the solver warm start, initial scores and the reuse buffer."""
@@ -212,26 +201,6 @@ class AutoSimulateTrainer:
         }
 
     # ------------------------------------------------------------------ compiled pieces
-    def _trace_for_any_size(self, generated: GeneratedData, num_steps, seed) -> None:
-        """Traces inner training and the hypergradient once for a `D_t` of any size.
-
-        With reuse, `D_t` grows from N to (W + 1) N samples over the first W outer
-        iterations. `reduce_retracing` alone would trace for the first size and again,
-        shape-relaxed, at the second: on the GMM toy that second tracing cost ~2 s, half
-        of a whole comparison run. Tracing with an unknown leading dimension from the
-        start makes the one trace serve every size.
-        """
-
-        def any_size(structure):
-            return tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), structure)
-
-        specs = GeneratedData(*(any_size(part) for part in generated))
-        self._inner_train_fn.get_concrete_function(
-            specs, tf.TensorSpec.from_tensor(num_steps), tf.TensorSpec.from_tensor(seed)
-        )
-        self._hypergradient_fn.get_concrete_function(specs)
-        self._traced_for_any_size = True
-
     def _inner_train(self, generated: GeneratedData, num_steps, seed):
         """`num_steps` minibatch optimizer steps on `D_t`, warm-started from the current theta.
 
@@ -305,9 +274,10 @@ class AutoSimulateTrainer:
         sample_seed, inner_seed = self._iteration_seeds(iteration)
         generated, num_dropped = self._render(iteration, sample_seed)
         render_done = time.perf_counter()
-        restarted = self._restarts_at(iteration)
+        restarted = self.restarts.due(iteration)
         if restarted:
-            self.restart_model(iteration)
+            with self.sharding.scope():
+                self.restarts.restart(iteration, self.model, self.inner_optimizer, self.previous_z)
         num_steps, inner_loss, nonfinite_inner = self._train_inner(iteration, generated, inner_seed, restarted)
         inner_done = time.perf_counter()
         untimed_s = self._record_initial_scores() if iteration == 0 else 0.0
@@ -327,29 +297,9 @@ class AutoSimulateTrainer:
             "iteration_s": elapsed,
         }
         metrics = self._metrics(iteration, diagnostics, generated, validation, timings)
-        metrics.update(
-            inner_loss=float(inner_loss), num_dropped=num_dropped, update_skipped=not updated, model_restarted=restarted
-        )
+        metrics.update(inner_loss=float(inner_loss), num_dropped=num_dropped, update_skipped=not updated)
+        metrics["model_restarted"] = restarted
         return metrics
-
-    def _restarts_at(self, iteration: int) -> bool:
-        """Whether theta restarts from fresh weights at this outer iteration (`reinitialize_every`)."""
-        return self.reinitialize_every > 0 and iteration > 0 and iteration % self.reinitialize_every == 0
-
-    def restart_seed(self, iteration: int) -> int:
-        """The integer seed of the fresh initial weights at a restart, derived from `(seed, iteration)`."""
-        # A stream of its own (the 3), apart from the stateless render and minibatch seeds.
-        return int(np.random.SeedSequence([self.seed, 3, iteration]).generate_state(1)[0] % (2**31 - 1))
-
-    def restart_model(self, iteration: int) -> None:
-        """Fresh initial weights for theta, zeroed inner-optimizer state and solver warm start."""
-        with self.sharding.scope():
-            task_training.restart_from(
-                self.model, self.inner_optimizer, self._initial_weights(self.restart_seed(iteration))
-            )
-        # The previous z solved a system at the old theta; at the new one it is no better a start than 0.
-        for variable in self.previous_z:
-            variable.assign(tf.zeros_like(variable))
 
     def _render(self, iteration: int, seed) -> tuple[GeneratedData, int]:
         """Phase 1: N new latents and their renders, plus the reused ones; `(D_t, renders dropped)`."""
@@ -373,7 +323,8 @@ class AutoSimulateTrainer:
         num_steps = self.num_initial_inner_steps if iteration == 0 or restarted else self.num_inner_steps
         num_steps_tensor = tf.constant(num_steps)
         if self.reuse_buffer is not None and not self._traced_for_any_size:
-            self._trace_for_any_size(generated, num_steps_tensor, seed)
+            reuse.trace_for_any_size(self._inner_train_fn, self._hypergradient_fn, generated, num_steps_tensor, seed)
+            self._traced_for_any_size = True
         inner_loss, nonfinite = self._inner_train_fn(generated, num_steps_tensor, seed)
         return num_steps, inner_loss, nonfinite
 

@@ -29,8 +29,8 @@ def test_a_restart_sets_fresh_initial_weights_and_zeroes_the_optimizer_and_solve
     for _ in range(2):
         restarting.step()
     assert any(np.any(z.numpy() != 0) for z in restarting.previous_z), "the solver warm start is in use"
-    seed = restarting.restart_seed(2)
-    restarting.restart_model(2)
+    seed = restarting.restarts.seed_at(2)
+    restarting.restarts.restart(2, restarting.model, restarting.inner_optimizer, restarting.previous_z)
     # The weights a model built with that seed starts from (the factories' seeding is exact).
     fresh = restarting.problem.build_model(seed=seed)
     for variable, expected in zip(restarting.model.trainable_variables, fresh.trainable_variables, strict=True):
@@ -41,7 +41,7 @@ def test_a_restart_sets_fresh_initial_weights_and_zeroes_the_optimizer_and_solve
         else:
             assert not np.any(variable.numpy()), variable.name
     assert all(not np.any(z.numpy()) for z in restarting.previous_z)
-    assert len({restarting.restart_seed(k) for k in (2, 4, 6)}) == 3, "each restart draws new weights"
+    assert len({restarting.restarts.seed_at(k) for k in (2, 4, 6)}) == 3, "each restart draws new weights"
 
 
 def test_without_restarts_nothing_restarts():
