@@ -9,11 +9,11 @@ initial weights, seeded by `(seed, iteration)` so a resumed run restarts identic
 the inner optimizer's state and the solver warm start are zeroed.
 """
 
-import numpy as np
 import tensorflow as tf
 
 from autosimulate_tf.models.initial_weights import InitialWeights
 from autosimulate_tf.train import task_training
+from autosimulate_tf.train.scratch_training import evaluation_seed
 
 
 class ModelRestarts:
@@ -41,7 +41,7 @@ class ModelRestarts:
     def seed_at(self, iteration: int) -> int:
         """The integer seed of the fresh initial weights at a restart, derived from `(seed, iteration)`."""
         # A stream of its own (the 3), apart from the stateless render and minibatch seeds.
-        return int(np.random.SeedSequence([self.seed, 3, iteration]).generate_state(1)[0] % (2**31 - 1))
+        return evaluation_seed(self.seed, 3, iteration)
 
     def restart(self, iteration: int, model, optimizer, previous_z) -> None:
         """Fresh initial weights for `model`, zeroed `optimizer` state and solver warm start `previous_z`."""

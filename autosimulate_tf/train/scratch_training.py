@@ -157,6 +157,6 @@ class ScratchTrainingEvaluator:
         }
 
 
-def evaluation_seed(base_seed: int, index: int) -> int:
-    """A distinct integer seed for evaluation `index` of a run seeded `base_seed`."""
-    return int(np.random.SeedSequence([base_seed, index]).generate_state(1)[0] % (2**31 - 1))
+def evaluation_seed(base_seed: int, *indices: int) -> int:
+    """A distinct integer seed for evaluation `indices` (e.g. its index) of a run seeded `base_seed`."""
+    return int(np.random.SeedSequence([base_seed, *indices]).generate_state(1)[0] % (2**31 - 1))
