@@ -14,7 +14,11 @@ results.json) when
   * the warm-started model's real validation accuracy (classification) falls far below the
     best it reached, median over a window against the best such median: the solver can be
     healthy while a noisy score-function estimate walks psi to data the model cannot learn
-    from (on the Mitsuba scenes one seed ended at 0.29 with small residuals).
+    from (on the Mitsuba scenes one seed ended at 0.29 with small residuals). The window
+    starts afresh `restart_settling` iterations after the model is re-initialised
+    (`AutoSimulateTrainer.reinitialize_every`): a young model's accuracy says little about
+    psi (on the scenes it dipped from about 0.6 to 0.26-0.38 for the five iterations after
+    two of four restarts, and read as a collapse).
 
 Each kind of warning is raised once per run (the first iteration it is seen), so a long run
 does not flood the log. The thresholds are deliberately loose: a warning means the estimate
@@ -45,6 +49,7 @@ class HypergradientHealth:
         negative_curvature_fraction: float = 0.5,
         norm_growth: float = 100.0,
         accuracy_drop: float = 0.2,
+        restart_settling: int = 5,
     ):
         """Args:
         window: recent outer iterations looked at (>= 2).
@@ -56,6 +61,8 @@ class HypergradientHealth:
         accuracy_drop: warn when the median validation accuracy of the window is more
           than this (absolute, in (0, 1]) below the best window median so far. The best is
           not checkpointed: after a restart it is relearnt from the resumed iterations.
+        restart_settling: after a model re-initialisation, this many iterations (the
+          restart's included) are left out of the accuracy window (>= 0).
         """
         check(window >= 2, f"HypergradientHealth.window={window} must be >= 2.")
         check(residual_threshold > 0, f"HypergradientHealth.residual_threshold={residual_threshold} must be > 0.")
@@ -65,13 +72,17 @@ class HypergradientHealth:
         )
         check(norm_growth > 1, f"HypergradientHealth.norm_growth={norm_growth} must be > 1.")
         check(0 < accuracy_drop <= 1, f"HypergradientHealth.accuracy_drop={accuracy_drop} must be in (0, 1].")
+        check(restart_settling >= 0, f"HypergradientHealth.restart_settling={restart_settling} must be >= 0.")
         self.window = int(window)
         self.residual_threshold = float(residual_threshold)
         self.negative_curvature_fraction = float(negative_curvature_fraction)
         self.norm_growth = float(norm_growth)
         self.accuracy_drop = float(accuracy_drop)
+        self.restart_settling = int(restart_settling)
+        self.settling_left = 0
         self.best_accuracy = None
         self.recent = []
+        self.accuracies = []  # since the last model restart
         self.early_norms = []
         self.warnings = []
 
@@ -82,6 +93,12 @@ class HypergradientHealth:
     def observe(self, metrics: dict) -> list[dict]:
         """Takes one iteration's metrics; returns (and logs) the warnings it newly raises."""
         self.recent = [*self.recent, metrics][-self.window :]
+        if metrics.get("model_restarted"):
+            self.accuracies, self.settling_left = [], self.restart_settling
+        if self.settling_left > 0:
+            self.settling_left -= 1
+        elif metrics.get("val_accuracy") is not None:
+            self.accuracies = [*self.accuracies, metrics["val_accuracy"]][-self.window :]
         if len(self.early_norms) < self.window:
             self.early_norms.append(metrics["hypergradient_norm"])
         raised = []
@@ -141,8 +158,8 @@ class HypergradientHealth:
         )
 
     def _collapse_message(self) -> str | None:
-        accuracies = [m["val_accuracy"] for m in self.recent if m.get("val_accuracy") is not None]
-        if len(accuracies) < self.window:  # regression, or the window is not full yet
+        accuracies = self.accuracies
+        if len(accuracies) < self.window:  # regression, or the window is not full yet (since a restart)
             return None
         median = statistics.median(accuracies)
         self.best_accuracy = median if self.best_accuracy is None else max(self.best_accuracy, median)

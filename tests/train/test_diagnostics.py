@@ -17,13 +17,14 @@ from autosimulate_tf.train.diagnostics import (
 )
 
 
-def metrics(iteration, residual=1e-3, negative=False, norm=1.0, accuracy=None):
+def metrics(iteration, residual=1e-3, negative=False, norm=1.0, accuracy=None, restarted=False):
     return {
         "iteration": iteration,
         "solver_residual": residual,
         "negative_curvature": negative,
         "hypergradient_norm": norm,
         "val_accuracy": accuracy,
+        "model_restarted": restarted,
     }
 
 
@@ -80,6 +81,26 @@ def test_a_validation_collapse_is_reported_but_not_single_bad_iterations():
     assert "learning_rate" in health.warnings[0]["message"] and "0.600" in health.warnings[0]["message"]
 
 
+def test_the_dip_after_a_model_restart_is_not_a_collapse_but_a_lasting_fall_is():
+    # A run at ~0.6 whose model restarts at iteration 21 and is young for six iterations
+    # (the pattern seen on the scenes), then recovers.
+    accuracies = [0.6] * 20 + [0.3, 0.27, 0.29, 0.3, 0.26, 0.32] + [0.6] * 14
+    health = HypergradientHealth(window=10, accuracy_drop=0.2, restart_settling=5)
+    for i, accuracy in enumerate(accuracies, start=1):
+        health.observe(metrics(i, accuracy=accuracy, restarted=i == 21))
+    assert kinds(health) == []
+    # Without the settling period the same run warns: the check above is not vacuous.
+    health = HypergradientHealth(window=10, accuracy_drop=0.2, restart_settling=0)
+    for i, accuracy in enumerate(accuracies, start=1):
+        health.observe(metrics(i, accuracy=accuracy, restarted=i == 21))
+    assert kinds(health) == [VALIDATION_COLLAPSE]
+    # A fall that outlasts the settling period is still reported, against the best before the restart.
+    health = HypergradientHealth(window=10, accuracy_drop=0.2, restart_settling=5)
+    for i, accuracy in enumerate([0.6] * 20 + [0.3] * 20, start=1):
+        health.observe(metrics(i, accuracy=accuracy, restarted=i == 21))
+    assert kinds(health) == [VALIDATION_COLLAPSE] and health.warnings[0]["iteration"] == 35
+
+
 def test_regression_runs_without_accuracy_raise_no_collapse_warning():
     health = HypergradientHealth(window=3)
     for i in range(1, 20):
@@ -90,6 +111,8 @@ def test_regression_runs_without_accuracy_raise_no_collapse_warning():
 def test_bad_thresholds_are_config_errors():
     with pytest.raises(ConfigError, match=r"HypergradientHealth\.window=1"):
         HypergradientHealth(window=1)
+    with pytest.raises(ConfigError, match=r"HypergradientHealth\.restart_settling=-1"):
+        HypergradientHealth(restart_settling=-1)
     with pytest.raises(ConfigError, match=r"HypergradientHealth\.norm_growth=1"):
         HypergradientHealth(norm_growth=1)
     with pytest.raises(ConfigError, match=r"HypergradientHealth\.accuracy_drop=0"):
