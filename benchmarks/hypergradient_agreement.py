@@ -20,7 +20,9 @@ AutoSimulate moves psi along minus its hypergradient, the estimated derivative o
                a model just trained `num_initial_inner_steps` from scratch.
 
 `agreement` then says, per factor, which way each signal would move the factor: `fresh` by
-the sign of the paired validation-loss change, `warm` and `young` by minus the sign of the
+the sign of the paired validation-loss change, `fresh_accuracy` by that of the paired
+validation-error change (1 - accuracy: the fresh-model counterpart of the `expected_error`
+objective, and what a user scores), `warm` and `young` by minus the sign of the
 mean hypergradient (`null` when it is within two standard errors of 0). Hypergradient
 components are taken with respect to psi's unconstrained variables; the factor bijectors are
 increasing, so their signs compare with a change of the constrained value.
@@ -159,6 +161,9 @@ def main(argv) -> None:
             "young_hypergradient": [young_mean, young_se],
             "agreement": {
                 "fresh": fresh_direction(fresh["start"]["val_loss"], moved["val_loss"]),
+                "fresh_accuracy": fresh_direction(
+                    np.subtract(1.0, fresh["start"]["val_accuracy"]), np.subtract(1.0, moved["val_accuracy"])
+                ),
                 "warm": hypergradient_direction(warm_mean, warm_se),
                 "young": hypergradient_direction(young_mean, young_se),
             },
