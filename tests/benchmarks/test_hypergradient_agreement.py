@@ -39,9 +39,10 @@ def test_directions_follow_descent_and_ignore_what_noise_could_explain(agreement
     assert agreement.fresh_direction([1.0, 1.2], [0.8, 1.1]) == 1  # lower loss on every seed
     assert agreement.fresh_direction([1.0, 1.2], [1.1, 1.3]) == -1
     assert agreement.fresh_direction([1.0, 1.2], [0.9, 1.3]) is None
-    # The accuracy verdict is the loss rule on the error 1 - accuracy (as main() calls it).
-    start_accuracy, moved_accuracy = np.array([0.80, 0.82]), np.array([0.83, 0.84])
-    assert agreement.fresh_direction(1.0 - start_accuracy, 1.0 - moved_accuracy) == 1
+    # The accuracy verdict: higher accuracy on every seed moves the factor up.
+    assert agreement.fresh_accuracy_direction([0.80, 0.82], [0.83, 0.84]) == 1
+    assert agreement.fresh_accuracy_direction([0.80, 0.82], [0.78, 0.81]) == -1
+    assert agreement.fresh_accuracy_direction([0.80, 0.82], [0.83, 0.81]) is None
 
 
 def _short_gmm_run(recording, hold_psi: bool) -> dict:
