@@ -19,6 +19,13 @@ AutoSimulate moves psi along minus its hypergradient, the estimated derivative o
   young        the same over `--young_seeds` runs of one outer iteration each: the estimate at
                a model just trained `num_initial_inner_steps` from scratch.
 
+With `--toward_bindings` (bindings that start the simulator at a psi known to be better, for
+example the scenes' `SceneSimulator.start = 'oracle'`), `toward` compares the descent direction
+(minus the mean warm and young hypergradients) with the step from the starting psi to that one
+over *every* psi component: their cosine, and per component whether a significant
+hypergradient points toward it. Categorical logits are centred first (a softmax ignores a
+shift, and the step to the better psi should not contain one).
+
 `agreement` then says, per factor, which way each signal would move the factor: `fresh` by
 the sign of the paired validation-loss change, `fresh_accuracy` by that of the paired
 validation-error change (1 - accuracy: the fresh-model counterpart of the `expected_error`
@@ -52,6 +59,9 @@ flags.DEFINE_integer("warm_seed", 0, "Seed of the held-psi warm-started run.")
 flags.DEFINE_integer("warm_iterations", 40, "Outer iterations of the held-psi run.")
 flags.DEFINE_integer("warm_skip", 5, "First held-psi iterations left out (the model is still young).")
 flags.DEFINE_list("young_seeds", [str(s) for s in range(10, 18)], "Seeds of the one-iteration runs.")
+flags.DEFINE_multi_string(
+    "toward_bindings", [], "Bindings that start the simulator at a better psi (adds `toward` to the JSON)."
+)
 flags.DEFINE_string("output_file", "/tmp/hypergradient_agreement.json", "Where the JSON goes.")
 FLAGS = flags.FLAGS
 
@@ -67,6 +77,60 @@ def component_index(simulator, name: str) -> int:
             return offset
         offset += size
     raise ValueError(f"--factors: unknown psi component {name!r}; known: {simulator.parameter_names}.")
+
+
+def component_labels(simulator) -> list[str]:
+    """One label per number of the flattened psi: a one-number variable's name, `name[i]` for a vector's entries."""
+    labels = []
+    for name, variable in zip(simulator.parameter_names, simulator.psi_variables, strict=True):
+        size = int(np.prod(variable.shape))
+        labels.extend([name] if size == 1 else [f"{name}[{i}]" for i in range(size)])
+    return labels
+
+
+def centred_unconstrained_psi(simulator, constrained: dict) -> np.ndarray:
+    """The flattened unconstrained psi of `constrained` values, every `*_logits` vector centred first.
+
+    Uses `simulator`'s own bijectors (its psi is restored afterwards).
+    """
+    centred = {
+        name: np.asarray(value, np.float32) - np.mean(value) if name.endswith("_logits") else value
+        for name, value in constrained.items()
+    }
+    with simulator.temporary_psi(constrained=centred):
+        return np.concatenate([np.asarray(v.numpy(), float).reshape(-1) for v in simulator.psi_variables])
+
+
+def alignment(change, gradients, labels) -> dict:
+    """How the descent direction `-mean(gradients)` lines up with the psi step `change`.
+
+    Args:
+      change: `[P]` step from the starting psi to a better one (unconstrained).
+      gradients: `[T, P]` hypergradient estimates at the starting psi (T >= 2).
+      labels: the P component names.
+
+    Returns:
+      `{"cosine", "toward", "away", "undecided", "components"}`: the cosine between the
+      descent direction and `change`; how many components a significant hypergradient
+      (`hypergradient_direction`) moves toward the better psi, how many away, how many it
+      leaves undecided; and per component its change, mean and standard error, direction.
+    """
+    change = np.asarray(change, float)
+    gradients = np.asarray(gradients, float)
+    mean = gradients.mean(axis=0)
+    standard_error = gradients.std(axis=0, ddof=1) / np.sqrt(len(gradients))
+    norms = np.linalg.norm(mean) * np.linalg.norm(change)
+    counts = {"toward": 0, "away": 0, "undecided": 0}
+    components = {}
+    for label, step, m, se in zip(labels, change, mean, standard_error, strict=True):
+        direction = hypergradient_direction(m, se)
+        if direction is None or step == 0:
+            counts["undecided"] += 1
+        else:
+            counts["toward" if direction == np.sign(step) else "away"] += 1
+        components[label] = {"change": float(step), "hypergradient": [float(m), float(se)], "direction": direction}
+    cosine = float(-mean @ change / norms) if norms > 0 else None
+    return {"cosine": cosine, **counts, "components": components}
 
 
 def mean_and_standard_error(values) -> tuple[float, float]:
@@ -123,10 +187,18 @@ def main(argv) -> None:
     if len(FLAGS.deltas) != len(FLAGS.factors):
         raise app.UsageError(f"--deltas: {len(FLAGS.deltas)} values for {len(FLAGS.factors)} --factors.")
     bindings = list(FLAGS.gin_bindings)
+    better_psi = None
+    if FLAGS.toward_bindings:  # built first: a bad binding fails before any training
+        gin.clear_config()
+        configs.parse_gin([FLAGS.gin_file], bindings + list(FLAGS.toward_bindings))
+        better_psi = Problem().simulator.constrained_parameters()
     gin.clear_config()
     configs.parse_gin([FLAGS.gin_file], bindings)
     problem = Problem()
     simulator = problem.simulator
+    if better_psi is not None:
+        start_psi = centred_unconstrained_psi(simulator, simulator.constrained_parameters())
+        change = centred_unconstrained_psi(simulator, better_psi) - start_psi
     indices = {name: component_index(simulator, name) for name in FLAGS.factors}  # bad names fail here
     start = {name: float(simulator.parameter(name).numpy()) for name in FLAGS.factors}
     settings = {"start": {}}
@@ -173,6 +245,16 @@ def main(argv) -> None:
             },
         }
         print(name, results["factors"][name], flush=True)
+    if better_psi is not None:
+        labels = component_labels(simulator)
+        results["toward"] = {
+            "bindings": list(FLAGS.toward_bindings),
+            "warm": alignment(change, warm, labels),
+            "young": alignment(change, young, labels),
+        }
+        for part in ("warm", "young"):
+            summary = {k: v for k, v in results["toward"][part].items() if k != "components"}
+            print("toward", part, summary, flush=True)
     with open(FLAGS.output_file, "w") as stream:
         json.dump(results, stream, indent=2)
 

@@ -68,3 +68,44 @@ def test_hold_psi_keeps_psi_exactly_at_its_start_while_every_estimate_is_recorde
         np.testing.assert_array_equal(held["final_psi"][name], value, err_msg=name)
     moving = _short_gmm_run(recording, hold_psi=False)
     assert any(not np.array_equal(moving["final_psi"][k], v) for k, v in moving["initial_psi"].items())
+
+
+def test_component_labels_name_every_number_of_the_flattened_psi(agreement):
+    simulator = MnistDigitsSimulator(tune_class_prior=False)
+    labels = agreement.component_labels(simulator)
+    total = sum(int(np.prod(v.shape)) for v in simulator.psi_variables)
+    assert len(labels) == total
+    assert labels[:2] == ["variant_logits[0]", "variant_logits[1]"]
+    assert labels[25] == simulator.parameter_names[1]
+    assert agreement.component_index(simulator, labels[25]) == 25
+
+
+def test_centred_psi_ignores_a_shift_of_the_logits_and_restores_psi(agreement):
+    simulator = MnistDigitsSimulator(tune_class_prior=False)
+    before = [v.numpy().copy() for v in simulator.psi_variables]
+    constrained = simulator.constrained_parameters()
+    shifted = dict(constrained, variant_logits=constrained["variant_logits"] + 2.0)
+    np.testing.assert_allclose(
+        agreement.centred_unconstrained_psi(simulator, shifted),
+        agreement.centred_unconstrained_psi(simulator, constrained),
+        atol=1e-5,
+    )
+    moved = dict(constrained, variant_logits=np.arange(25, dtype=np.float32))
+    logits = agreement.centred_unconstrained_psi(simulator, moved)[:25]
+    assert abs(logits.mean()) < 1e-4 and logits[-1] > logits[0]
+    for variable, value in zip(simulator.psi_variables, before, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_alignment_of_the_descent_direction_with_a_known_step(agreement):
+    # Four estimates of a 3-component gradient: component 0 is clearly positive (descent lowers
+    # it), component 1 clearly negative (descent raises it), component 2 is noise around 0.
+    gradients = np.array([[1.0, -2.0, 0.5], [1.2, -1.8, -0.5], [0.8, -2.2, 0.4], [1.0, -2.0, -0.4]])
+    change = np.array([-1.0, -1.0, 3.0])  # toward for component 0, away for 1, 2 undecided
+    result = agreement.alignment(change, gradients, ["a", "b", "c"])
+    assert (result["toward"], result["away"], result["undecided"]) == (1, 1, 1)
+    descent = -gradients.mean(axis=0)
+    expected = descent @ change / (np.linalg.norm(descent) * np.linalg.norm(change))
+    assert result["cosine"] == pytest.approx(expected)
+    assert result["components"]["a"]["direction"] == -1 and result["components"]["c"]["direction"] is None
+    assert agreement.alignment(np.zeros(3), gradients, ["a", "b", "c"])["cosine"] is None
