@@ -24,7 +24,9 @@ example the scenes' `SceneSimulator.start = 'oracle'`), `toward` compares the de
 (minus the mean warm and young hypergradients) with the step from the starting psi to that one
 over *every* psi component: their cosine, and per component whether a significant
 hypergradient points toward it. Categorical logits are centred first (a softmax ignores a
-shift, and the step to the better psi should not contain one).
+shift, and the step to the better psi should not contain one). `--line_fractions` add fresh-model
+scores (the `fresh` budget and seeds) at `start + t * step` for each fraction t: whether fresh
+models improve along the straight way to the better psi, even where no single factor's move helps.
 
 `agreement` then says, per factor, which way each signal would move the factor: `fresh` by
 the sign of the paired validation-loss change, `fresh_accuracy` by that of the paired
@@ -61,6 +63,9 @@ flags.DEFINE_integer("warm_skip", 5, "First held-psi iterations left out (the mo
 flags.DEFINE_list("young_seeds", [str(s) for s in range(10, 18)], "Seeds of the one-iteration runs.")
 flags.DEFINE_multi_string(
     "toward_bindings", [], "Bindings that start the simulator at a better psi (adds `toward` to the JSON)."
+)
+flags.DEFINE_list(
+    "line_fractions", [], "Fractions t of the step to the --toward_bindings psi to score fresh models at."
 )
 flags.DEFINE_string("output_file", "/tmp/hypergradient_agreement.json", "Where the JSON goes.")
 FLAGS = flags.FLAGS
@@ -181,11 +186,38 @@ def fresh_scores(problem, settings: dict, seeds: list[int]) -> dict:
     return scores
 
 
+def line_scores(problem, start_psi, change, fractions, seeds: list[int]) -> dict:
+    """`{str(t): {"val_loss": [per seed], "val_accuracy": [per seed]}}` of fresh models at `start_psi + t * change`.
+
+    `start_psi` and `change` are flattened unconstrained psi (`centred_unconstrained_psi`); the
+    budget is the parsed gin config's `selection/ScratchTrainingEvaluator`, as in `fresh_scores`.
+    """
+    with gin.config_scope("selection"):
+        evaluator = ScratchTrainingEvaluator(problem)
+    variables = problem.simulator.psi_variables
+    offsets = np.cumsum([int(np.prod(v.shape)) for v in variables])[:-1]
+    scores = {}
+    for fraction in fractions:
+        flat = np.asarray(start_psi, float) + float(fraction) * np.asarray(change, float)
+        values = [
+            np.asarray(part, np.float32).reshape(variable.shape)
+            for part, variable in zip(np.split(flat, offsets), variables, strict=True)
+        ]
+        with problem.simulator.temporary_psi(unconstrained=values):
+            rows = [evaluator.evaluate(seed=seed) for seed in seeds]
+        scores[str(fraction)] = {key: [row[key] for row in rows] for key in ("val_loss", "val_accuracy")}
+        print("line", fraction, scores[str(fraction)], flush=True)
+    return scores
+
+
 def main(argv) -> None:
     """Runs the three measurements and writes the JSON described in the module docstring."""
     del argv
     if len(FLAGS.deltas) != len(FLAGS.factors):
         raise app.UsageError(f"--deltas: {len(FLAGS.deltas)} values for {len(FLAGS.factors)} --factors.")
+    if FLAGS.line_fractions and not FLAGS.toward_bindings:
+        raise app.UsageError("--line_fractions needs --toward_bindings (the psi the line goes to).")
+    fractions = [float(t) for t in FLAGS.line_fractions]
     bindings = list(FLAGS.gin_bindings)
     better_psi = None
     if FLAGS.toward_bindings:  # built first: a bad binding fails before any training
@@ -205,6 +237,9 @@ def main(argv) -> None:
     for name, delta in zip(FLAGS.factors, FLAGS.deltas, strict=True):
         settings[f"{name} + {delta}"] = {name: start[name] + float(delta)}
     fresh = fresh_scores(problem, settings, [int(s) for s in FLAGS.fresh_seeds])
+    line = (
+        line_scores(problem, start_psi, change, fractions, [int(s) for s in FLAGS.fresh_seeds]) if fractions else None
+    )
 
     tf.config.run_functions_eagerly(True)  # every estimate readable; the same numbers as compiled
     warm = hypergradient_recording.record_run(
@@ -251,6 +286,7 @@ def main(argv) -> None:
             "bindings": list(FLAGS.toward_bindings),
             "warm": alignment(change, warm, labels),
             "young": alignment(change, young, labels),
+            "line": line,
         }
         for part in ("warm", "young"):
             summary = {k: v for k, v in results["toward"][part].items() if k != "components"}

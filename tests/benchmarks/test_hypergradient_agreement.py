@@ -1,9 +1,13 @@
 """benchmarks/hypergradient_agreement.py's helpers and the held-psi recording, against known answers."""
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from autosimulate_tf import configs
+from autosimulate_tf.data.real import XOR_MEANS
+from autosimulate_tf.problem import Problem
 from autosimulate_tf.simulators.mnist_digits import MnistDigitsSimulator
 
 
@@ -109,3 +113,27 @@ def test_alignment_of_the_descent_direction_with_a_known_step(agreement):
     assert result["cosine"] == pytest.approx(expected)
     assert result["components"]["a"]["direction"] == -1 and result["components"]["c"]["direction"] is None
     assert agreement.alignment(np.zeros(3), gradients, ["a", "b", "c"])["cosine"] is None
+
+
+def test_line_scores_run_from_the_start_to_the_better_psi_and_restore_psi(agreement):
+    """On the GMM toy, the line from the initial means to the XOR layout ends where the XOR layout scores."""
+    gin.clear_config()
+    configs.parse_gin(
+        ["toy_gmm.gin"],
+        [
+            "selection/ScratchTrainingEvaluator.num_samples = 200",
+            "selection/ScratchTrainingEvaluator.num_steps = 200",
+            "selection/ScratchTrainingEvaluator.learning_rate = 0.01",
+        ],
+    )
+    problem = Problem()
+    simulator = problem.simulator
+    initial = simulator.constrained_parameters()
+    start = agreement.centred_unconstrained_psi(simulator, initial)
+    change = agreement.centred_unconstrained_psi(simulator, {"means": XOR_MEANS}) - start
+    line = agreement.line_scores(problem, start, change, [0.0, 1.0], seeds=[0])
+    ends = agreement.fresh_scores(problem, {"start": {}, "xor": {"means": XOR_MEANS}}, seeds=[0])
+    assert line["0.0"]["val_accuracy"] == ends["start"]["val_accuracy"]
+    assert line["1.0"]["val_accuracy"] == ends["xor"]["val_accuracy"]
+    assert line["0.0"]["val_accuracy"][0] < 0.7 < 0.85 < line["1.0"]["val_accuracy"][0]
+    np.testing.assert_array_equal(simulator.constrained_parameters()["means"], initial["means"])
