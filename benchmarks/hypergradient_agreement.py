@@ -22,11 +22,12 @@ AutoSimulate moves psi along minus its hypergradient, the estimated derivative o
 With `--toward_bindings` (bindings that start the simulator at a psi known to be better, for
 example the scenes' `SceneSimulator.start = 'oracle'`), `toward` compares the descent direction
 (minus the mean warm and young hypergradients) with the step from the starting psi to that one
-over *every* psi component: their cosine, and per component whether a significant
+over *every* psi component (or only the variables named in `--toward_components`): their cosine, and per component whether a significant
 hypergradient points toward it. Categorical logits are centred first (a softmax ignores a
 shift, and the step to the better psi should not contain one). `--line_fractions` add fresh-model
 scores (the `fresh` budget and seeds) at `start + t * step` for each fraction t: whether fresh
 models improve along the straight way to the better psi, even where no single factor's move helps.
+`--warm_iterations=0` and an empty `--young_seeds` leave the hypergradient parts out (`null`).
 
 `agreement` then says, per factor, which way each signal would move the factor: `fresh` by
 the sign of the paired validation-loss change, `fresh_accuracy` by that of the paired
@@ -104,6 +105,23 @@ def centred_unconstrained_psi(simulator, constrained: dict) -> np.ndarray:
     }
     with simulator.temporary_psi(constrained=centred):
         return np.concatenate([np.asarray(v.numpy(), float).reshape(-1) for v in simulator.psi_variables])
+
+
+def step_mask(simulator, components) -> np.ndarray:
+    """1 for each flattened psi number of the variables named in `components` (all when empty), else 0.
+
+    Raises:
+      ValueError: naming an unknown variable.
+    """
+    unknown = sorted(set(components) - set(simulator.parameter_names))
+    if unknown:
+        raise ValueError(f"--toward_components: unknown psi variables {unknown}; known: {simulator.parameter_names}.")
+    return np.concatenate(
+        [
+            np.full(int(np.prod(variable.shape)), float(not components or name in components))
+            for name, variable in zip(simulator.parameter_names, simulator.psi_variables, strict=True)
+        ]
+    )
 
 
 def alignment(change, gradients, labels) -> dict:
@@ -210,6 +228,27 @@ def line_scores(problem, start_psi, change, fractions, seeds: list[int]) -> dict
     return scores
 
 
+def record_hypergradients(bindings) -> tuple:
+    """`(warm, young)` `[T, P]` hypergradient estimates at the starting psi; `None` for a part left out.
+
+    warm: iterations `--warm_skip`..`--warm_iterations` of one held-psi run (left out when
+    `--warm_iterations=0`); young: one estimate per `--young_seeds` run (left out when empty).
+    """
+    tf.config.run_functions_eagerly(True)  # every estimate readable; the same numbers as compiled
+    warm = young = None
+    if FLAGS.warm_iterations > 0:
+        warm = hypergradient_recording.record_run(
+            bindings, FLAGS.warm_seed, FLAGS.warm_iterations, gin_file=FLAGS.gin_file, hold_psi=True
+        )["gradients"][FLAGS.warm_skip :]
+    if FLAGS.young_seeds:
+        runs = [
+            hypergradient_recording.record_run(bindings, int(seed), 1, gin_file=FLAGS.gin_file, hold_psi=True)
+            for seed in FLAGS.young_seeds
+        ]
+        young = np.concatenate([run["gradients"] for run in runs])
+    return warm, young
+
+
 def main(argv) -> None:
     """Runs the three measurements and writes the JSON described in the module docstring."""
     del argv
@@ -231,6 +270,7 @@ def main(argv) -> None:
     if better_psi is not None:
         start_psi = centred_unconstrained_psi(simulator, simulator.constrained_parameters())
         change = centred_unconstrained_psi(simulator, better_psi) - start_psi
+        change = change * step_mask(simulator, FLAGS.toward_components)
     indices = {name: component_index(simulator, name) for name in FLAGS.factors}  # bad names fail here
     start = {name: float(simulator.parameter(name).numpy()) for name in FLAGS.factors}
     settings = {"start": {}}
@@ -241,42 +281,37 @@ def main(argv) -> None:
         line_scores(problem, start_psi, change, fractions, [int(s) for s in FLAGS.fresh_seeds]) if fractions else None
     )
 
-    tf.config.run_functions_eagerly(True)  # every estimate readable; the same numbers as compiled
-    warm = hypergradient_recording.record_run(
-        bindings, FLAGS.warm_seed, FLAGS.warm_iterations, gin_file=FLAGS.gin_file, hold_psi=True
-    )["gradients"][FLAGS.warm_skip :]
-    young = np.concatenate(
-        [
-            hypergradient_recording.record_run(bindings, int(seed), 1, gin_file=FLAGS.gin_file, hold_psi=True)[
-                "gradients"
-            ]
-            for seed in FLAGS.young_seeds
-        ]
-    )
+    warm, young = record_hypergradients(bindings)
+
+    def statistics(gradients, index):
+        return None if gradients is None else mean_and_standard_error(gradients[:, index])
+
+    def direction(statistic):
+        return None if statistic is None else hypergradient_direction(*statistic)
+
     results = {
         "gin_file": FLAGS.gin_file,
         "gin_bindings": bindings,
         "start": start,
         "fresh": fresh,
         "warm_iterations": [FLAGS.warm_skip, FLAGS.warm_iterations],
-        "young_runs": len(young),
+        "young_runs": 0 if young is None else len(young),
         "factors": {},
     }
     for name, delta in zip(FLAGS.factors, FLAGS.deltas, strict=True):
         moved = fresh[f"{name} + {delta}"]
-        warm_mean, warm_se = mean_and_standard_error(warm[:, indices[name]])
-        young_mean, young_se = mean_and_standard_error(young[:, indices[name]])
+        warm_statistics, young_statistics = statistics(warm, indices[name]), statistics(young, indices[name])
         results["factors"][name] = {
             "delta": float(delta),
             "fresh_val_loss_change": list(np.subtract(moved["val_loss"], fresh["start"]["val_loss"])),
             "fresh_val_accuracy_change": list(np.subtract(moved["val_accuracy"], fresh["start"]["val_accuracy"])),
-            "warm_hypergradient": [warm_mean, warm_se],
-            "young_hypergradient": [young_mean, young_se],
+            "warm_hypergradient": warm_statistics,
+            "young_hypergradient": young_statistics,
             "agreement": {
                 "fresh": fresh_direction(fresh["start"]["val_loss"], moved["val_loss"]),
                 "fresh_accuracy": fresh_accuracy_direction(fresh["start"]["val_accuracy"], moved["val_accuracy"]),
-                "warm": hypergradient_direction(warm_mean, warm_se),
-                "young": hypergradient_direction(young_mean, young_se),
+                "warm": direction(warm_statistics),
+                "young": direction(young_statistics),
             },
         }
         print(name, results["factors"][name], flush=True)
@@ -284,11 +319,12 @@ def main(argv) -> None:
         labels = component_labels(simulator)
         results["toward"] = {
             "bindings": list(FLAGS.toward_bindings),
-            "warm": alignment(change, warm, labels),
-            "young": alignment(change, young, labels),
+            "components": list(FLAGS.toward_components) or "all",
+            "warm": None if warm is None else alignment(change, warm, labels),
+            "young": None if young is None else alignment(change, young, labels),
             "line": line,
         }
-        for part in ("warm", "young"):
+        for part in [p for p in ("warm", "young") if results["toward"][p] is not None]:
             summary = {k: v for k, v in results["toward"][part].items() if k != "components"}
             print("toward", part, summary, flush=True)
     with open(FLAGS.output_file, "w") as stream:

@@ -137,3 +137,14 @@ def test_line_scores_run_from_the_start_to_the_better_psi_and_restore_psi(agreem
     assert line["1.0"]["val_accuracy"] == ends["xor"]["val_accuracy"]
     assert line["0.0"]["val_accuracy"][0] < 0.7 < 0.85 < line["1.0"]["val_accuracy"][0]
     np.testing.assert_array_equal(simulator.constrained_parameters()["means"], initial["means"])
+
+
+def test_step_mask_keeps_the_named_variables_and_names_an_unknown_one(agreement):
+    simulator = MnistDigitsSimulator(tune_class_prior=False)
+    labels = agreement.component_labels(simulator)
+    everything = agreement.step_mask(simulator, [])
+    assert everything.shape == (len(labels),) and np.all(everything == 1)
+    logits_only = agreement.step_mask(simulator, ["variant_logits"])
+    assert logits_only[:25].tolist() == [1.0] * 25 and not np.any(logits_only[25:])
+    with pytest.raises(ValueError, match="unknown psi variables \\['no_such_variable'\\]"):
+        agreement.step_mask(simulator, ["no_such_variable"])
