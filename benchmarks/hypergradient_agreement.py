@@ -68,6 +68,9 @@ flags.DEFINE_multi_string(
 flags.DEFINE_list(
     "line_fractions", [], "Fractions t of the step to the --toward_bindings psi to score fresh models at."
 )
+flags.DEFINE_list(
+    "toward_components", [], "psi variables the step to the better psi moves (default: all; the others stay)."
+)
 flags.DEFINE_string("output_file", "/tmp/hypergradient_agreement.json", "Where the JSON goes.")
 FLAGS = flags.FLAGS
 
