@@ -22,8 +22,8 @@ AutoSimulate moves psi along minus its hypergradient, the estimated derivative o
 With `--toward_bindings` (bindings that start the simulator at a psi known to be better, for
 example the scenes' `SceneSimulator.start = 'oracle'`), `toward` compares the descent direction
 (minus the mean warm and young hypergradients) with the step from the starting psi to that one
-over *every* psi component (or only the variables named in `--toward_components`): their cosine, and per component whether a significant
-hypergradient points toward it. Categorical logits are centred first (a softmax ignores a
+over *every* psi component (or only the variables named in `--toward_components`): their cosine,
+and per component whether a significant hypergradient points toward it. Categorical logits are centred first (a softmax ignores a
 shift, and the step to the better psi should not contain one). `--line_fractions` add fresh-model
 scores (the `fresh` budget and seeds) at `start + t * step` for each fraction t: whether fresh
 models improve along the straight way to the better psi, even where no single factor's move helps.
@@ -107,7 +107,7 @@ def centred_unconstrained_psi(simulator, constrained: dict) -> np.ndarray:
         for name, value in constrained.items()
     }
     with simulator.temporary_psi(constrained=centred):
-        return np.concatenate([np.asarray(v.numpy(), float).reshape(-1) for v in simulator.psi_variables])
+        return simulator.unconstrained_vector().astype(float)
 
 
 def step_mask(simulator, components) -> np.ndarray:
@@ -215,16 +215,11 @@ def line_scores(problem, start_psi, change, fractions, seeds: list[int]) -> dict
     """
     with gin.config_scope("selection"):
         evaluator = ScratchTrainingEvaluator(problem)
-    variables = problem.simulator.psi_variables
-    offsets = np.cumsum([int(np.prod(v.shape)) for v in variables])[:-1]
+    simulator = problem.simulator
     scores = {}
     for fraction in fractions:
-        flat = np.asarray(start_psi, float) + float(fraction) * np.asarray(change, float)
-        values = [
-            np.asarray(part, np.float32).reshape(variable.shape)
-            for part, variable in zip(np.split(flat, offsets), variables, strict=True)
-        ]
-        with problem.simulator.temporary_psi(unconstrained=values):
+        with simulator.temporary_psi():  # restores psi after the set below
+            simulator.set_unconstrained_vector(np.asarray(start_psi) + float(fraction) * np.asarray(change))
             rows = [evaluator.evaluate(seed=seed) for seed in seeds]
         scores[str(fraction)] = {key: [row[key] for row in rows] for key in ("val_loss", "val_accuracy")}
         print("line", fraction, scores[str(fraction)], flush=True)
